@@ -1,0 +1,91 @@
+"""`gateway start` (MLflow's `mlflow gateway start` flags and defaults) and `gateway validate`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from gateway.config import load_config
+from gateway.errors import ConfigError
+
+
+def _config_path(value: str | None) -> str | None:
+    path = value or os.environ.get("MLFLOW_GATEWAY_CONFIG") or os.environ.get("MLFLOW_DEPLOYMENTS_CONFIG")
+    return os.path.abspath(os.path.expanduser(path)) if path else None
+
+
+def _check(path: str) -> int:
+    """Load the config exactly as a worker will (secrets resolved); 0 if it can serve."""
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        print(f"Error: invalid gateway configuration {path}: {exc}", file=sys.stderr)
+        return 2
+    return 0 if config is not None else 2
+
+
+def start(args: argparse.Namespace) -> int:
+    path = _config_path(args.config_path)
+    if path is None:
+        print(
+            "Error: Missing option '--config-path' (or set MLFLOW_GATEWAY_CONFIG).",
+            file=sys.stderr,
+        )
+        return 2
+    code = _check(path)
+    if code:
+        return code
+    if args.max_request_bytes is not None:
+        os.environ["GATEWAY_MAX_REQUEST_BYTES"] = str(args.max_request_bytes)
+    from gateway.server.run import serve
+
+    serve(path, args.host, args.port, args.workers, args.log_level)
+    return 0
+
+
+def validate(args: argparse.Namespace) -> int:
+    path = _config_path(args.config_path)
+    if path is None:
+        print("Error: give a config path", file=sys.stderr)
+        return 2
+    code = _check(path)
+    if code == 0:
+        config = load_config(path)
+        print(f"{path}: OK ({len(config.endpoints)} endpoints, {len(config.routes)} routes)")
+    return code
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gateway", description="High-throughput LLM API gateway")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    start_cmd = commands.add_parser("start", help="Start the gateway service")
+    start_cmd.add_argument("--config-path", help="gateway config file (env: MLFLOW_GATEWAY_CONFIG)")
+    start_cmd.add_argument(
+        "--host", default="127.0.0.1", help="The network address to listen on (default: 127.0.0.1)."
+    )
+    start_cmd.add_argument("--port", type=int, default=5000, help="port (default: 5000)")
+    start_cmd.add_argument("--workers", type=int, default=2, help="worker processes (default: 2)")
+    start_cmd.add_argument(
+        "--max-request-bytes",
+        type=int,
+        default=None,
+        help="largest accepted request body; larger gets 413 (env: GATEWAY_MAX_REQUEST_BYTES, default 32 MiB)",
+    )
+    start_cmd.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    start_cmd.set_defaults(func=start)
+
+    validate_cmd = commands.add_parser("validate", help="Check a config file; non-zero exit with the reason")
+    validate_cmd.add_argument(
+        "config_path", nargs="?", help="gateway config file (env: MLFLOW_GATEWAY_CONFIG)"
+    )
+    validate_cmd.set_defaults(func=validate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    sys.exit(args.func(args))

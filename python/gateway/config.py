@@ -1,0 +1,309 @@
+"""The YAML config (MLflow AI Gateway schema, spec §2) -> validated, immutable structs.
+
+Everything a worker needs is checked here, secrets included, so a config that loads is a
+config that serves. Error messages keep MLflow's wording and are prefixed with the endpoint or
+route and field they concern.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any
+
+import msgspec
+import yaml
+
+from gateway.errors import ConfigError
+from gateway.providers import ALLOWED_ALIASES, canonical_name, provider_class
+from gateway.providers.base import Provider
+from gateway.secrets import resolve_secret
+from gateway.types import ENDPOINT_TYPES, EndpointType
+
+NAME_PATTERN = re.compile(r"^[a-zA-Z0-9_\-\.]+$")
+PERIOD_PATTERN = re.compile(r"^\s*(\d+)?\s*(second|minute|hour|day|month|year)s?\s*$", re.IGNORECASE)
+# the `limits` library's granularities (a month is 30 days, a year 12 of them)
+PERIOD_SECONDS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400, "month": 2592000, "year": 31104000}
+LIMIT_ERROR = (
+    "Failed to parse the rate limit configuration.Please make sure limit.calls is a positive number "
+    "andlimit.renewal_period is a right granularity"
+)
+DUPLICATE_NAMES = (
+    "Duplicate names found in endpoint / route configurations. Please remove the duplicate endpoint / "
+    "route name from the configuration to ensure that endpoints / routes are created properly."
+)
+
+
+class LimitConfig(msgspec.Struct, frozen=True):
+    calls: int
+    renewal_period: str
+    key: str | None
+    period_seconds: float
+    description: str  # "N per M unit", as MLflow's 429 body renders it
+
+
+class EndpointConfig(msgspec.Struct, frozen=True):
+    name: str
+    endpoint_type: EndpointType
+    provider: str
+    model_name: str | None
+    provider_config: Any
+    limit: LimitConfig | None
+    provider_class: type[Provider]
+
+
+class Destination(msgspec.Struct, frozen=True):
+    name: str
+    traffic_percentage: int
+
+
+class RouteConfig(msgspec.Struct, frozen=True):
+    name: str
+    task_type: EndpointType
+    destinations: tuple[Destination, ...]
+    routing_strategy: str = "TRAFFIC_SPLIT"
+
+
+class GatewayConfig(msgspec.Struct, frozen=True):
+    endpoints: tuple[EndpointConfig, ...]
+    routes: tuple[RouteConfig, ...]
+    text: str
+
+
+def load_config(path: str) -> GatewayConfig:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except FileNotFoundError:
+        raise ConfigError(f"{path} does not exist") from None
+    except OSError as exc:
+        raise ConfigError(f"{path} cannot be read: {exc.strerror}") from None
+    return parse_config(text, path)
+
+
+def parse_config(text: str, path: str = "<config>") -> GatewayConfig:
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError:
+        raise ConfigError(f"The file at {path} is not a valid yaml file") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(
+            "The gateway configuration is invalid: the file must be a mapping with an 'endpoints' list"
+        )
+    if "endpoints" not in raw:
+        raise ConfigError("The gateway configuration is invalid: endpoints: Field required")
+    raw_endpoints = raw["endpoints"] or []
+    raw_routes = raw.get("routes") or []
+    if not isinstance(raw_endpoints, list):
+        raise ConfigError("The gateway configuration is invalid: endpoints: Input should be a valid list")
+    if not isinstance(raw_routes, list):
+        raise ConfigError("The gateway configuration is invalid: routes: Input should be a valid list")
+    endpoints = tuple(_endpoint(item, index) for index, item in enumerate(raw_endpoints))
+    routes = tuple(_route(item, index) for index, item in enumerate(raw_routes))
+    names = [e.name for e in endpoints] + [r.name for r in routes]
+    if len(names) != len(set(names)):
+        raise ConfigError(DUPLICATE_NAMES)
+    by_name = {e.name: e for e in endpoints}
+    for route in routes:
+        _check_route(route, by_name)
+    return GatewayConfig(endpoints=endpoints, routes=routes, text=text)
+
+
+def _where(kind: str, item: Any, index: int) -> str:
+    name = item.get("name") if isinstance(item, dict) else None
+    return f"{kind} '{name}'" if isinstance(name, str) else f"{kind} #{index + 1}"
+
+
+def _endpoint(item: Any, index: int) -> EndpointConfig:
+    where = _where("endpoint", item, index)
+    try:
+        return _parse_endpoint(item)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def _parse_endpoint(item: Any) -> EndpointConfig:
+    if not isinstance(item, dict):
+        raise ConfigError("an endpoint must be a mapping")
+    if "route_type" in item:
+        raise ConfigError(
+            "route_type: The 'route_type' configuration key is not supported in the configuration file. "
+            "Use 'endpoint_type' instead."
+        )
+    name = item.get("name")
+    if not isinstance(name, str):
+        raise ConfigError("name: Field required (a string)")
+    if not NAME_PATTERN.fullmatch(name):
+        raise ConfigError(
+            "name: The route name provided contains disallowed characters for a url endpoint. "
+            f"'{name}' is invalid. Names cannot contain spaces or any non alphanumeric characters "
+            "other than hyphen, underscore and dot."
+        )
+    endpoint_type = _endpoint_type(item.get("endpoint_type"), "endpoint_type")
+    model = item.get("model")
+    if not isinstance(model, dict):
+        raise ConfigError("model: Field required (a mapping with provider, name and config)")
+    provider = _provider(model.get("provider"))
+    model_name = model.get("name")
+    if model_name is not None and not isinstance(model_name, str):
+        model_name = str(model_name)
+    cls = provider_class(provider)
+    if endpoint_type not in cls.endpoint_types:
+        raise ConfigError(f"model.provider: {provider} does not support {endpoint_type}")
+    config = _provider_config(cls, provider, model.get("config"))
+    try:
+        cls.check_config(config, model_name, endpoint_type)
+    except ConfigError as exc:
+        raise ConfigError(f"model.config: {exc}") from None
+    return EndpointConfig(
+        name=name,
+        endpoint_type=endpoint_type,
+        provider=provider,
+        model_name=model_name,
+        provider_config=config,
+        limit=_limit(item.get("limit")),
+        provider_class=cls,
+    )
+
+
+def _endpoint_type(value: Any, field: str) -> EndpointType:
+    if value is None:
+        raise ConfigError(f"{field}: Field required")
+    for endpoint_type in ENDPOINT_TYPES:
+        if value == endpoint_type:
+            return endpoint_type
+    raise ConfigError(f"{field}: The route_type '{value}' is not supported.")
+
+
+def _provider(value: Any) -> str:
+    if value is None:
+        raise ConfigError("model.provider: Field required")
+    try:
+        provider = canonical_name(value)
+    except ConfigError as exc:
+        raise ConfigError(f"model.provider: {exc}") from None
+    allowed = os.environ.get("MLFLOW_GATEWAY_ALLOWED_PROVIDERS")
+    if allowed:
+        names = {ALLOWED_ALIASES.get(n, n) for n in (canonical_name_or_self(p) for p in allowed.split(","))}
+        if ALLOWED_ALIASES.get(provider, provider) not in names:
+            raise ConfigError(
+                f"model.provider: Provider '{provider}' is not allowed by the current gateway provider policy."
+            )
+    return provider
+
+
+def canonical_name_or_self(value: str) -> str:
+    value = value.strip()
+    try:
+        return canonical_name(value)
+    except ConfigError:
+        return value.lower()
+
+
+def _provider_config(cls: type[Provider], provider: str, raw: Any) -> Any:
+    if raw is None:
+        raise ConfigError(
+            "model.config: A config must be supplied when setting a provider. "
+            f"The provider entry for {provider} is incorrect."
+        )
+    if not isinstance(raw, dict):
+        raise ConfigError("model.config: Input should be a valid mapping")
+    resolved = dict(raw)
+    for field in cls.secret_fields:
+        if field in resolved:
+            try:
+                resolved[field] = resolve_secret(resolved[field])
+            except ConfigError as exc:
+                raise ConfigError(f"model.config.{field}: {exc}") from None
+    try:
+        return msgspec.convert(resolved, cls.config_type, strict=False)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"model.config{_msgspec_path(str(exc))}") from None
+
+
+def _msgspec_path(message: str) -> str:
+    """'Object missing required field `x`' -> '.x: Field required'; '... - at `$.a`' -> '.a: ...'."""
+    missing = re.match(r"Object missing required field `(\w+)`(?: - at `\$(.*)`)?", message)
+    if missing:
+        return f"{missing.group(2) or ''}.{missing.group(1)}: Field required"
+    located = re.match(r"(.*) - at `\$(.*)`", message)
+    if located:
+        return f"{located.group(2)}: {located.group(1)}"
+    return f": {message}"
+
+
+def _limit(raw: Any) -> LimitConfig | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"limit: {LIMIT_ERROR}")
+    calls, period, key = raw.get("calls"), raw.get("renewal_period"), raw.get("key")
+    match = PERIOD_PATTERN.fullmatch(period) if isinstance(period, str) else None
+    if isinstance(calls, bool) or not isinstance(calls, int) or calls <= 0 or match is None:
+        raise ConfigError(f"limit: {LIMIT_ERROR}")
+    multiplier = int(match.group(1) or 1)
+    unit = match.group(2).lower()
+    if multiplier <= 0:
+        raise ConfigError(f"limit: {LIMIT_ERROR}")
+    if key is not None and not isinstance(key, str):
+        raise ConfigError("limit.key: Input should be a valid string")
+    return LimitConfig(
+        calls=calls,
+        renewal_period=str(period),
+        key=key,
+        period_seconds=float(multiplier * PERIOD_SECONDS[unit]),
+        description=f"{calls} per {multiplier} {unit}",
+    )
+
+
+def _route(item: Any, index: int) -> RouteConfig:
+    where = _where("route", item, index)
+    if not isinstance(item, dict):
+        raise ConfigError(f"{where}: a route must be a mapping")
+    name = item.get("name")
+    if not isinstance(name, str):
+        raise ConfigError(f"{where}: name: Field required (a string)")
+    try:
+        task_type = _endpoint_type(item.get("task_type"), "task_type")
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    strategy = item.get("routing_strategy", "TRAFFIC_SPLIT")
+    if strategy != "TRAFFIC_SPLIT":
+        raise ConfigError(f"{where}: routing_strategy: Input should be 'TRAFFIC_SPLIT'")
+    raw_destinations = item.get("destinations")
+    if not isinstance(raw_destinations, list) or not raw_destinations:
+        raise ConfigError(f"{where}: destinations: Field required (a non-empty list)")
+    destinations = []
+    for dest in raw_destinations:
+        if not isinstance(dest, dict) or not isinstance(dest.get("name"), str):
+            raise ConfigError(f"{where}: destinations: each needs a name and a traffic_percentage")
+        percentage = dest.get("traffic_percentage")
+        if isinstance(percentage, bool) or not isinstance(percentage, int):
+            raise ConfigError(f"{where}: destinations.traffic_percentage: Input should be a valid integer")
+        destinations.append(Destination(name=dest["name"], traffic_percentage=percentage))
+    return RouteConfig(
+        name=name, task_type=task_type, destinations=tuple(destinations), routing_strategy=strategy
+    )
+
+
+def _check_route(route: RouteConfig, endpoints: dict[str, EndpointConfig]) -> None:
+    where = f"route '{route.name}'"
+    for dest in route.destinations:
+        endpoint = endpoints.get(dest.name)
+        if endpoint is None:
+            raise ConfigError(
+                f"{where}: The route destination name must be a endpoint name, but the route "
+                f"'{route.name}' has an invalid destination name '{dest.name}'."
+            )
+        if endpoint.endpoint_type != route.task_type:
+            raise ConfigError(
+                f"{where}: The route destination endpoint types in the route '{route.name}' must have "
+                f"endpoint type '{route.task_type}' but got endpoint type '{endpoint.endpoint_type}'."
+            )
+        if not 0 <= dest.traffic_percentage <= 100:
+            raise ConfigError(f"{where}: The route destination traffic percentage must between 0 and 100.")
+    if sum(d.traffic_percentage for d in route.destinations) != 100:
+        raise ConfigError(
+            f"{where}: For each route configuration, the traffic percentage sum of destinations must be 100, "
+            f"but got invalid configuration of route '{route.name}'."
+        )

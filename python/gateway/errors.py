@@ -1,0 +1,141 @@
+"""One error vocabulary, end to end.
+
+    GatewayError                  status + client-facing detail; rendered as {"detail": ...}
+    ├── RequestValidationError    422, FastAPI-style list of problems
+    ├── BadRequest                400
+    ├── NotFound                  404
+    ├── MethodNotAllowed          405
+    ├── PayloadTooLarge           413
+    ├── RateLimited               429, {"error": "Rate limit exceeded: ..."} + Retry-After
+    ├── NotImplementedByProvider  501
+    └── UpstreamError             the upstream's own status, message passed through
+        ├── UpstreamUnavailable   502, connection refused / malformed upstream body
+        └── UpstreamTimeout       504
+    ConfigError                   a config file that cannot be served (never an HTTP answer)
+
+Every error knows its status and message; nothing else in the code picks status codes.
+Messages never include API keys: upstream URLs and request headers are not echoed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+
+class GatewayError(Exception):
+    status = 500
+    error_type = "server_error"
+
+    def __init__(self, detail: Any, status: int | None = None) -> None:
+        super().__init__(detail if isinstance(detail, str) else repr(detail))
+        self.detail = detail
+        if status is not None:
+            self.status = status
+
+    @property
+    def message(self) -> str:
+        detail = self.detail
+        if isinstance(detail, str):
+            return detail
+        if isinstance(detail, dict) and isinstance(detail.get("message"), str):
+            return str(detail["message"])
+        return orjson.dumps(detail).decode()
+
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        return []
+
+    def body(self, openai_style: bool = False) -> bytes:
+        """MLflow's {"detail": ...} envelope; OpenAI routes also carry an "error" object
+        so the openai SDK surfaces the message, type and code."""
+        if openai_style:
+            return orjson.dumps({"detail": self.detail, "error": self.openai_error()})
+        return orjson.dumps({"detail": self.detail})
+
+    def openai_error(self) -> dict[str, Any]:
+        return {"message": self.message, "type": self.error_type, "code": self.status}
+
+
+class RequestValidationError(GatewayError):
+    status = 422
+    error_type = "invalid_request_error"
+
+    def __init__(self, errors: list[dict[str, Any]]) -> None:
+        super().__init__(errors)
+
+    @property
+    def message(self) -> str:
+        parts = []
+        for err in self.detail:
+            loc = ".".join(str(p) for p in err.get("loc", ())[1:]) or "body"
+            parts.append(f"{loc}: {err.get('msg')}")
+        return "; ".join(parts)
+
+
+class BadRequest(GatewayError):
+    status = 400
+    error_type = "invalid_request_error"
+
+
+class NotFound(GatewayError):
+    status = 404
+    error_type = "not_found_error"
+
+
+class MethodNotAllowed(GatewayError):
+    status = 405
+    error_type = "invalid_request_error"
+
+    def __init__(self, allow: str = "POST") -> None:
+        super().__init__("Method Not Allowed")
+        self.allow = allow
+
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        return [(b"allow", self.allow.encode())]
+
+
+class PayloadTooLarge(GatewayError):
+    status = 413
+    error_type = "invalid_request_error"
+
+
+class RateLimited(GatewayError):
+    status = 429
+    error_type = "rate_limit_error"
+
+    def __init__(self, description: str, retry_after: float) -> None:
+        super().__init__(f"Rate limit exceeded: {description}")
+        self.retry_after = retry_after
+
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        return [(b"retry-after", str(max(1, int(self.retry_after + 0.999))).encode())]
+
+    def body(self, openai_style: bool = False) -> bytes:
+        if openai_style:
+            return orjson.dumps({"error": self.detail} | {"detail": self.detail})
+        return orjson.dumps({"error": self.detail})
+
+
+class NotImplementedByProvider(GatewayError):
+    status = 501
+    error_type = "not_implemented"
+
+
+class UpstreamError(GatewayError):
+    """An error answer from the provider: its status and message reach the client."""
+
+    error_type = "upstream_error"
+
+
+class UpstreamUnavailable(UpstreamError):
+    status = 502
+
+
+class UpstreamTimeout(UpstreamError):
+    status = 504
+    error_type = "timeout"
+
+
+class ConfigError(Exception):
+    """A configuration that cannot be served; the message names the endpoint and field."""

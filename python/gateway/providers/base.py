@@ -1,0 +1,209 @@
+"""The provider protocol: one small class per provider.
+
+A provider object serves one endpoint. It is built once per config load (in every worker) and
+called per request with the client's JSON payload (a dict, already validated). Two kinds:
+
+* `Provider`: answers by itself (the built-in mock);
+* `HttpProvider`: translates to an upstream HTTP API through three hooks, `build_request`,
+  `parse_response` and `parse_chunk`, plus per-endpoint-type parameter-scaling rules that run in
+  the Rust `ParamScaler`. The upstream call, error mapping and SSE relay are shared.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import msgspec
+import orjson
+
+from gateway._native import ParamScaler, ScalingError
+from gateway.errors import (
+    GatewayError,
+    NotImplementedByProvider,
+    RequestValidationError,
+    UpstreamError,
+    UpstreamUnavailable,
+)
+from gateway.proxy.streaming import sse_json_batches
+from gateway.types import CHAT, COMPLETIONS, EMBEDDINGS, EndpointType, Payload
+
+if TYPE_CHECKING:
+    from gateway.config import EndpointConfig
+    from gateway.proxy.upstream import UpstreamClient
+
+ROUTE_WORD = {CHAT: "chat", COMPLETIONS: "completions", EMBEDDINGS: "embeddings"}
+MODEL_NOT_PERMITTED = (
+    "The parameter 'model' is not permitted to be passed. The route being queried already "
+    "defines a model instance."
+)
+
+
+class ProviderConfig(msgspec.Struct, kw_only=True):
+    """Base of provider config classes; unknown keys are ignored as MLflow does."""
+
+
+class Provider:
+    display_name: ClassVar[str] = ""
+    config_type: ClassVar[type[ProviderConfig]] = ProviderConfig
+    # config fields resolved as `$VAR` / key file / literal
+    secret_fields: ClassVar[tuple[str, ...]] = ()
+    endpoint_types: ClassVar[frozenset[EndpointType]] = frozenset()
+    streaming_types: ClassVar[frozenset[EndpointType]] = frozenset()
+
+    def __init__(self, endpoint: EndpointConfig, client: UpstreamClient) -> None:
+        self.endpoint = endpoint
+        self.name = endpoint.provider
+        self.model = endpoint.model_name
+        self.config: Any = endpoint.provider_config
+        self.client = client
+
+    @classmethod
+    def check_config(cls, config: Any, model_name: str | None, endpoint_type: EndpointType) -> None:
+        """Cross-field checks at load time; raise ConfigError with the reason."""
+
+    # -- called per request -------------------------------------------------------------
+    async def invoke(self, kind: EndpointType, payload: Payload) -> Payload:
+        raise self.unsupported(kind)
+
+    async def open_stream(self, kind: EndpointType, payload: Payload) -> AsyncIterator[list[Payload]]:
+        """Start a stream. Errors known before the first event are raised here, so the client
+        gets a real status; the iterator yields batches of standard chunks."""
+        raise NotImplementedByProvider(
+            f"Streaming is not supported for {self.display_name} {ROUTE_WORD[kind]} endpoints."
+        )
+
+    def unsupported(self, kind: EndpointType) -> NotImplementedByProvider:
+        return NotImplementedByProvider(
+            f"The {ROUTE_WORD[kind]} route is not implemented for {self.display_name} models."
+        )
+
+    def label(self) -> str:
+        return f"endpoint '{self.endpoint.name}' (provider {self.name})"
+
+
+class UpstreamRequest(msgspec.Struct):
+    url: str
+    headers: dict[str, str]
+    body: Payload
+
+
+class HttpProvider(Provider):
+    # rules for the Rust ParamScaler, per endpoint type (see gateway._native.ParamScaler)
+    scaling_rules: ClassVar[Mapping[EndpointType, list[dict[str, Any]]]] = {}
+    # TogetherAI-style providers let the client pick the model; most refuse it
+    allows_model_override: ClassVar[bool] = False
+
+    _scalers: ClassVar[dict[EndpointType, ParamScaler]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # build the native scalers once per provider class, not per request
+        cls._scalers = {kind: ParamScaler(rules) for kind, rules in cls.scaling_rules.items() if rules}
+
+    # -- hooks ---------------------------------------------------------------------------
+    def build_request(self, kind: EndpointType, payload: Payload, stream: bool) -> UpstreamRequest:
+        raise NotImplementedError
+
+    def parse_response(self, kind: EndpointType, data: Payload) -> Payload:
+        raise NotImplementedError
+
+    def parse_chunk(self, kind: EndpointType, data: Payload) -> Payload | None:
+        raise NotImplementedError
+
+    # -- shared pipeline -----------------------------------------------------------------
+    def prepare(self, kind: EndpointType, payload: Payload, stream: bool) -> UpstreamRequest:
+        if kind not in self.endpoint_types:
+            raise self.unsupported(kind)
+        if stream and kind not in self.streaming_types:
+            raise NotImplementedByProvider(
+                f"Streaming is not supported for {self.display_name} {ROUTE_WORD[kind]} endpoints."
+            )
+        if payload.get("model") is not None and not self.allows_model_override:
+            raise GatewayError(MODEL_NOT_PERMITTED, status=422)
+        body = {key: value for key, value in payload.items() if value is not None}
+        scaler = self._scalers.get(kind)
+        if scaler is not None:
+            try:
+                scaler.apply(body)
+            except ScalingError as exc:
+                raise GatewayError(str(exc), status=422) from None
+        return self.build_request(kind, body, stream)
+
+    async def invoke(self, kind: EndpointType, payload: Payload) -> Payload:
+        request = self.prepare(kind, payload, stream=False)
+        response = await self.client.post(
+            request.url, request.headers, orjson.dumps(request.body), self.label()
+        )
+        data = decode_upstream(response.status, response.content_type, response.reason, response.body, self)
+        try:
+            return self.parse_response(kind, data)
+        except GatewayError:
+            raise
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+            raise UpstreamUnavailable(
+                f"Malformed response from {self.label()}: {type(exc).__name__}: {exc}"
+            ) from None
+
+    async def open_stream(self, kind: EndpointType, payload: Payload) -> AsyncIterator[list[Payload]]:
+        request = self.prepare(kind, payload, stream=True)
+        stream = await self.client.stream(
+            request.url, request.headers, orjson.dumps(request.body), self.label()
+        )
+        if stream.status >= 400 or "text/event-stream" not in stream.content_type:
+            body = await stream.read_all()
+            # an upstream that answers a stream request with plain JSON is an error or a
+            # provider that cannot stream: either way the client gets a real status
+            data = decode_upstream(stream.status, stream.content_type, stream.reason, body, self)
+            raise UpstreamUnavailable(
+                f"{self.label()} did not return an event stream: {orjson.dumps(data).decode()[:500]}"
+            )
+        return self._relay(kind, stream)
+
+    async def _relay(self, kind: EndpointType, stream: Any) -> AsyncIterator[list[Payload]]:
+        try:
+            async for events in sse_json_batches(stream.iter_chunks()):
+                batch = [chunk for event in events if (chunk := self.parse_chunk(kind, event)) is not None]
+                if batch:
+                    yield batch
+        finally:
+            stream.release()
+
+
+def decode_upstream(status: int, content_type: str, reason: str, body: bytes, provider: Provider) -> Payload:
+    """Decode an upstream answer or raise the error MLflow's clients expect (spec §5.1)."""
+    if "application/json" in content_type or (not content_type and body[:1] in (b"{", b"[")):
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            raise UpstreamUnavailable(f"Malformed JSON in the response from {provider.label()}.") from None
+        if status >= 400:
+            raise upstream_json_error(status, reason, data)
+        if not isinstance(data, dict):
+            raise UpstreamUnavailable(f"Unexpected response from {provider.label()}: not a JSON object.")
+        return data
+    if "text/plain" in content_type:
+        text = body.decode("utf-8", "replace")
+        if status >= 400:
+            raise UpstreamError({"message": text}, status=status)
+        raise UpstreamUnavailable(f"Unexpected text response from {provider.label()}: {text[:200]}")
+    raise UpstreamUnavailable(
+        "The returned data type from the route service is not supported. "
+        f"Received content type: {content_type or None}"
+    )
+
+
+def upstream_json_error(status: int, reason: str, data: Any) -> UpstreamError:
+    if isinstance(data, dict) and "error" in data:
+        error = data["error"]
+        if isinstance(error, dict):
+            message = error.get("message")
+            return UpstreamError(message if isinstance(message, str) else reason, status=status)
+        return UpstreamError(str(error), status=status)
+    return UpstreamError(data, status=status)
+
+
+def invalid_field(
+    loc: tuple[str | int, ...], msg: str, value: Any, kind: str = "value_error"
+) -> RequestValidationError:
+    return RequestValidationError([{"type": kind, "loc": ["body", *loc], "msg": msg, "input": value}])

@@ -1,0 +1,149 @@
+"""MLflow's response shapes built from OpenAI-format data (spec §4.3-§4.8).
+
+Shared by every provider whose upstream speaks the OpenAI wire format. Every declared field is
+emitted, nulls included; keys are in MLflow's order.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gateway.types import Payload
+
+
+def chat_message(message: dict[str, Any]) -> Payload:
+    return {
+        "role": message.get("role", "assistant"),
+        "content": message.get("content"),
+        "tool_calls": message.get("tool_calls"),
+        "refusal": None,
+    }
+
+
+def chat_usage(usage: Any) -> Payload:
+    if not isinstance(usage, dict):
+        return {"prompt_tokens": None, "completion_tokens": None, "total_tokens": None}
+    out = {
+        "prompt_tokens": usage.get("prompt_tokens"),
+        "completion_tokens": usage.get("completion_tokens"),
+        "total_tokens": usage.get("total_tokens"),
+    }
+    for key, value in usage.items():
+        if key not in out and not (key == "prompt_tokens_details" and value is None):
+            out[key] = value
+    return out
+
+
+def chat_response(data: Payload, provider: str) -> Payload:
+    return {
+        "id": data.get("id"),
+        "object": "chat.completion",
+        "created": data["created"],
+        "model": data["model"],
+        "choices": [
+            {
+                "index": index,
+                "message": chat_message(choice["message"]),
+                "finish_reason": choice.get("finish_reason"),
+            }
+            for index, choice in enumerate(data["choices"])
+        ],
+        "usage": chat_usage(data.get("usage")),
+        "provider": provider,
+    }
+
+
+def completions_response(data: Payload) -> Payload:
+    usage = data["usage"]
+    return {
+        "id": data.get("id"),
+        "object": "text_completion",
+        "created": data["created"],
+        "model": data["model"],
+        "choices": [
+            {"index": index, "text": _choice_text(choice), "finish_reason": choice.get("finish_reason")}
+            for index, choice in enumerate(data["choices"])
+        ],
+        "usage": {
+            "prompt_tokens": usage["prompt_tokens"],
+            "completion_tokens": usage["completion_tokens"],
+            "total_tokens": usage["total_tokens"],
+        },
+    }
+
+
+def _choice_text(choice: dict[str, Any]) -> str:
+    message = choice.get("message")
+    if isinstance(message, dict) and message.get("content") is not None:
+        return str(message["content"])
+    return choice.get("text") or ""
+
+
+def embeddings_response(data: Payload) -> Payload:
+    usage = data["usage"]
+    return {
+        "object": "list",
+        "data": [
+            {"object": "embedding", "embedding": item["embedding"], "index": index}
+            for index, item in enumerate(data["data"])
+        ],
+        "model": data["model"],
+        "usage": {"prompt_tokens": usage["prompt_tokens"], "total_tokens": usage["total_tokens"]},
+    }
+
+
+def chat_chunk(data: Payload, provider: str) -> Payload:
+    choices = []
+    for choice in data.get("choices") or ():
+        delta = choice.get("delta") or {}
+        calls = delta.get("tool_calls")
+        choices.append(
+            {
+                "index": choice.get("index", 0),
+                "finish_reason": choice.get("finish_reason"),
+                "delta": {
+                    "role": delta.get("role"),
+                    "content": delta.get("content"),
+                    "tool_calls": [_tool_call_delta(call) for call in calls] if calls else None,
+                },
+            }
+        )
+    return {
+        "id": data.get("id"),
+        "object": "chat.completion.chunk",
+        "created": data.get("created"),
+        "model": data.get("model"),
+        "choices": choices,
+        "usage": data.get("usage"),
+        "provider": provider,
+    }
+
+
+def _tool_call_delta(call: dict[str, Any]) -> Payload:
+    function = call.get("function") or {}
+    return {
+        "index": call.get("index", 0),
+        "id": call.get("id"),
+        "type": call.get("type"),
+        "function": {"name": function.get("name"), "arguments": function.get("arguments")},
+    }
+
+
+def completions_chunk(data: Payload) -> Payload:
+    """Reads `text` (OpenAI's real completions stream), falling back to a chat-style delta."""
+    choices = []
+    for choice in data.get("choices") or ():
+        text = choice.get("text")
+        if text is None:
+            text = (choice.get("delta") or {}).get("content")
+        choices.append(
+            {"index": choice.get("index", 0), "finish_reason": choice.get("finish_reason"), "text": text}
+        )
+    return {
+        "id": data.get("id"),
+        "object": "text_completion_chunk",
+        "created": data.get("created"),
+        "model": data.get("model"),
+        "choices": choices,
+        "usage": data.get("usage"),
+    }

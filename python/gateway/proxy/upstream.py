@@ -1,0 +1,127 @@
+"""The one pooled upstream HTTP client of a worker (data plane).
+
+aiohttp on the hot path: measured 9x the throughput of httpx.AsyncClient behind the same Granian
+app (../shared/bench/results-peers.md). One session per worker, created lazily inside the
+running loop, reused by every request. TLS trusts the system store plus SSL_CERT_FILE /
+SSL_CERT_DIR (OpenSSL's default verify paths); HTTPS_PROXY / NO_PROXY are honoured
+(trust_env). Redirects are not followed, as in MLflow.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import AsyncIterator
+
+import aiohttp
+
+from gateway.errors import UpstreamTimeout, UpstreamUnavailable
+
+
+class UpstreamResponse:
+    __slots__ = ("body", "content_type", "reason", "status")
+
+    def __init__(self, status: int, content_type: str, reason: str, body: bytes) -> None:
+        self.status = status
+        self.content_type = content_type
+        self.reason = reason
+        self.body = body
+
+
+class UpstreamStream:
+    """An open streaming response; `iter_chunks` yields bytes as they arrive."""
+
+    __slots__ = ("_label", "_response", "_timeout", "content_type", "reason", "status")
+
+    def __init__(self, response: aiohttp.ClientResponse, label: str, timeout: float) -> None:
+        self._response = response
+        self._label = label
+        self._timeout = timeout
+        self.status = response.status
+        self.content_type = response.headers.get("content-type", "")
+        self.reason = response.reason or ""
+
+    async def read_all(self) -> bytes:
+        try:
+            return await self._response.read()
+        finally:
+            self.release()
+
+    async def iter_chunks(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self._response.content.iter_any():
+                yield chunk
+        except (TimeoutError, aiohttp.ServerTimeoutError):
+            raise UpstreamTimeout(f"{self._label} stopped sending for {self._timeout:g}s.") from None
+        except aiohttp.ClientError as exc:
+            raise UpstreamUnavailable(f"{self._label} broke the stream: {type(exc).__name__}.") from None
+
+    def release(self) -> None:
+        self._response.release()
+
+
+class UpstreamClient:
+    def __init__(self, timeout_seconds: float, limit_per_host: int = 0) -> None:
+        self.timeout_seconds = timeout_seconds
+        self._limit_per_host = limit_per_host
+        self._session: aiohttp.ClientSession | None = None
+        self._total = aiohttp.ClientTimeout(total=timeout_seconds)
+        # streams may run long: bound the wait for the headers and each read, not the total
+        self._streaming = aiohttp.ClientTimeout(
+            total=None, sock_connect=timeout_seconds, sock_read=timeout_seconds
+        )
+
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(
+                limit=0,
+                limit_per_host=self._limit_per_host,
+                ssl=ssl.create_default_context(),
+                ttl_dns_cache=300,
+                keepalive_timeout=30,
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                trust_env=True,
+                auto_decompress=True,
+                skip_auto_headers=("User-Agent",),
+                headers={"User-Agent": "gateway"},
+            )
+        return self._session
+
+    async def post(self, url: str, headers: dict[str, str], body: bytes, label: str) -> UpstreamResponse:
+        try:
+            async with self.session().post(
+                url, data=body, headers=headers, timeout=self._total, allow_redirects=False
+            ) as response:
+                payload = await response.read()
+                return UpstreamResponse(
+                    response.status, response.headers.get("content-type", ""), response.reason or "", payload
+                )
+        except TimeoutError:
+            raise UpstreamTimeout(f"{label} did not answer within {self.timeout_seconds:g}s.") from None
+        except aiohttp.ClientError as exc:
+            raise UpstreamUnavailable(f"{label} could not be reached: {describe(exc)}") from None
+
+    async def stream(self, url: str, headers: dict[str, str], body: bytes, label: str) -> UpstreamStream:
+        try:
+            response = await self.session().post(
+                url, data=body, headers=headers, timeout=self._streaming, allow_redirects=False
+            )
+        except TimeoutError:
+            raise UpstreamTimeout(f"{label} did not answer within {self.timeout_seconds:g}s.") from None
+        except aiohttp.ClientError as exc:
+            raise UpstreamUnavailable(f"{label} could not be reached: {describe(exc)}") from None
+        return UpstreamStream(response, label, self.timeout_seconds)
+
+    async def close(self) -> None:
+        if self._session is not None and not self._session.closed:
+            await self._session.close()
+
+
+def describe(exc: aiohttp.ClientError) -> str:
+    """A reason without the URL: query strings can carry keys (Gemini's `?key=`)."""
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return f"connection failed ({exc.os_error.strerror or type(exc.os_error).__name__})"
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return "the server closed the connection"
+    return type(exc).__name__

@@ -1,0 +1,199 @@
+"""The ASGI application: routing and handlers for every MLflow route plus /v1/models.
+
+Control-plane decisions (which endpoint, limits) come from the current EndpointTable; the data
+plane (provider call, SSE relay) is behind `Provider.invoke` / `Provider.open_stream`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from gateway.config import load_config
+from gateway.control.reload import ConfigWatcher
+from gateway.control.table import EndpointTable, Target
+from gateway.errors import BadRequest, GatewayError, MethodNotAllowed, NotFound, RequestValidationError
+from gateway.proxy.streaming import DONE_EVENT, encode_chunks, error_event
+from gateway.proxy.upstream import UpstreamClient
+from gateway.schemas.validation import decode_json_object, validate_payload
+from gateway.server import catalog, docs
+from gateway.server.http import SSE_HEADERS, header, read_body, send_bytes, send_json
+from gateway.types import CHAT, COMPLETIONS, EMBEDDINGS, EndpointType, Payload, Receive, Scope, Send
+
+logger = logging.getLogger("gateway")
+
+DEFAULT_MAX_BODY = 32 * 1024 * 1024
+OPENAI_ROUTES: dict[str, EndpointType] = {
+    "/v1/chat/completions": CHAT,
+    "/v1/completions": COMPLETIONS,
+    "/v1/embeddings": EMBEDDINGS,
+}
+KIND_WORD = {CHAT: "a chat", COMPLETIONS: "a completions", EMBEDDINGS: "an embeddings"}
+Handler = Callable[[Scope, Receive, Send, str], Awaitable[None]]
+
+
+class GatewayApp:
+    def __init__(self, table: EndpointTable, client: UpstreamClient, config_path: str | None = None) -> None:
+        self.table = table
+        self.client = client
+        self.max_body = int(os.environ.get("GATEWAY_MAX_REQUEST_BYTES", DEFAULT_MAX_BODY))
+        self.watcher = ConfigWatcher(config_path, self) if config_path else None
+        self.get_routes: dict[str, Callable[[str], tuple[int, Any]]] = catalog.static_get_routes(self)
+
+    # ---------------------------------------------------------------------------------
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await self.handle(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await self.lifespan(receive, send)
+
+    async def lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                if self.watcher:
+                    self.watcher.start()
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                if self.watcher:
+                    await self.watcher.stop()
+                await self.client.close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope["path"]
+        method: str = scope["method"]
+        openai_style = path.startswith("/v1/")
+        try:
+            if method == "POST":
+                kind = OPENAI_ROUTES.get(path)
+                if kind is not None:
+                    return await self.openai_invocation(scope, receive, send, kind)
+                name = invocation_name(path)
+                if name is not None:
+                    return await self.invocation(scope, receive, send, name)
+                if path in catalog.LIMIT_POSTS:
+                    return await catalog.set_limits(scope, receive, send, self.max_body)
+            elif method in ("GET", "HEAD"):
+                route = self.get_routes.get(path)
+                if route is not None:
+                    status, body = route(path)
+                    return await send_json(send, status, body)
+                if await docs.serve(path, send):
+                    return
+                answer = catalog.dynamic_get(self, path, scope.get("query_string", b""))
+                if answer is not None:
+                    return await send_json(send, *answer)
+            raise self.no_route(method, path)
+        except GatewayError as exc:
+            await send_bytes(send, exc.status, exc.body(openai_style), extra=exc.headers())
+        except Exception:
+            logger.exception("unhandled error on %s %s", method, path)
+            await send_json(send, 500, {"detail": "Internal server error: see the gateway log."})
+
+    def no_route(self, method: str, path: str) -> GatewayError:
+        if method == "GET" and (path in OPENAI_ROUTES or invocation_name(path) is not None):
+            return MethodNotAllowed("POST")
+        if method == "POST" and (path in self.get_routes or catalog.dynamic_get(self, path) is not None):
+            return MethodNotAllowed("GET")
+        return NotFound("Not Found")
+
+    # -- invocations --------------------------------------------------------------------
+    async def invocation(self, scope: Scope, receive: Receive, send: Send, name: str) -> None:
+        table = self.table
+        target = table.resolve(name)
+        if target is None:
+            raise NotFound("Not Found")
+        payload = await self.read_payload(scope, receive, target.endpoint_type)
+        await self.dispatch(send, target, payload, openai_style=False)
+
+    async def openai_invocation(self, scope: Scope, receive: Receive, send: Send, kind: EndpointType) -> None:
+        payload = await self.read_payload(scope, receive, kind)
+        name = payload.get("model")
+        if not isinstance(name, str):
+            raise RequestValidationError(
+                [{"type": "missing", "loc": ["body", "model"], "msg": "Field required", "input": payload}]
+            )
+        target = self.table.resolve(name)
+        if target is None:
+            raise NotFound(
+                f"Model '{name}' is not served by this gateway: no endpoint or route has that name. "
+                "GET /v1/models lists them."
+            )
+        if target.endpoint_type != kind:
+            raise BadRequest(f"Endpoint '{name}' is not {KIND_WORD[kind]} endpoint.")
+        payload["model"] = None  # the endpoint's configured model applies
+        await self.dispatch(send, target, payload, openai_style=True)
+
+    async def read_payload(self, scope: Scope, receive: Receive, kind: EndpointType) -> Payload:
+        body = await read_body(scope, receive, self.max_body)
+        payload = decode_json_object(body, header(scope, b"content-type"))
+        validate_payload(payload, kind)
+        return payload
+
+    async def dispatch(self, send: Send, target: Target, payload: Payload, openai_style: bool) -> None:
+        if target.limiter is not None:
+            target.limiter.acquire()
+        kind = target.endpoint_type
+        if payload.get("stream") is True and kind != EMBEDDINGS:
+            stream = await target.provider.open_stream(kind, payload)
+            await relay_stream(send, stream)
+        else:
+            await send_json(send, 200, await target.provider.invoke(kind, payload))
+
+
+async def relay_stream(send: Send, stream: AsyncIterator[list[Payload]]) -> None:
+    """Headers go out only once the upstream has accepted the stream; a failure after that
+    becomes an OpenAI-style error event, then the stream closes."""
+    await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
+    try:
+        async for batch in stream:
+            await send({"type": "http.response.body", "body": encode_chunks(batch), "more_body": True})
+        tail = DONE_EVENT
+    except GatewayError as exc:
+        tail = error_event(exc.message, exc.error_type, exc.status)
+    except (asyncio.CancelledError, OSError):
+        raise
+    except Exception:
+        logger.exception("stream failed")
+        tail = error_event("Internal server error: see the gateway log.", "server_error", 500)
+    finally:
+        await _close(stream)
+    await send({"type": "http.response.body", "body": tail, "more_body": False})
+
+
+async def _close(stream: AsyncIterator[list[Payload]]) -> None:
+    aclose = getattr(stream, "aclose", None)
+    if aclose is not None:
+        await aclose()
+
+
+def invocation_name(path: str) -> str | None:
+    """'/endpoints/{name}/invocations' or '/gateway/{name}/invocations' -> name."""
+    if not path.endswith("/invocations"):
+        return None
+    for prefix in ("/endpoints/", "/gateway/"):
+        if path.startswith(prefix):
+            name = path[len(prefix) : -len("/invocations")]
+            return name if name and "/" not in name else None
+    return None
+
+
+def create_app() -> GatewayApp:
+    """Granian's factory target: one app per worker process, built from MLFLOW_GATEWAY_CONFIG."""
+    from gateway.server.process import die_with_parent
+
+    die_with_parent()
+    path = os.environ.get("MLFLOW_GATEWAY_CONFIG") or os.environ.get("MLFLOW_DEPLOYMENTS_CONFIG")
+    if not path:
+        raise RuntimeError(
+            "Environment variable 'MLFLOW_GATEWAY_CONFIG' is not set. Please set it to the path of the "
+            "gateway configuration file."
+        )
+    client = UpstreamClient(float(os.environ.get("MLFLOW_GATEWAY_ROUTE_TIMEOUT_SECONDS", "300")))
+    table = EndpointTable(load_config(path), client)
+    return GatewayApp(table, client, path)

@@ -1,0 +1,157 @@
+"""Read-only routes: health, endpoint listing (MLflow 2.0/3.0 and legacy), /v1/models and the
+limits stubs (spec §3)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs
+
+from gateway.config import EndpointConfig
+from gateway.errors import BadRequest, NotFound, RequestValidationError
+from gateway.schemas.validation import decode_json_object
+from gateway.server.http import header, read_body
+from gateway.types import Receive, Scope, Send
+
+if TYPE_CHECKING:
+    from gateway.server.app import GatewayApp
+
+PAGE_SIZE = 3000
+LIMIT_POSTS = ("/api/2.0/endpoints/limits/", "/api/2.0/gateway/limits/")
+ENDPOINT_MISSING = (
+    "The endpoint '{}' is not present or active on the server. Please verify the endpoint name."
+)
+ROUTE_MISSING = "The route '{}' is not present or active on the server. Please verify the route name."
+
+
+def endpoint_json(e: EndpointConfig) -> dict[str, Any]:
+    return {
+        "name": e.name,
+        "endpoint_type": e.endpoint_type,
+        "model": {"name": e.model_name, "provider": e.provider},
+        "endpoint_url": f"/gateway/{e.name}/invocations",
+        "limit": _limit_json(e),
+    }
+
+
+def legacy_route_json(e: EndpointConfig) -> dict[str, Any]:
+    return {
+        "name": e.name,
+        "route_type": e.endpoint_type,
+        "model": {"name": e.model_name, "provider": e.provider},
+        "route_url": f"/gateway/{e.name}/invocations",
+        "limit": _limit_json(e),
+    }
+
+
+def _limit_json(e: EndpointConfig) -> dict[str, Any] | None:
+    if e.limit is None:
+        return None
+    return {"calls": e.limit.calls, "key": e.limit.key, "renewal_period": e.limit.renewal_period}
+
+
+def encode_token(index: int) -> str:
+    return base64.b64encode(json.dumps({"index": index}).encode()).decode()
+
+
+def decode_token(token: str) -> int:
+    try:
+        index = json.loads(base64.b64decode(token, validate=True))["index"]
+    except (binascii.Error, ValueError, KeyError, TypeError):
+        raise BadRequest(f"Invalid page_token '{token}': not a token this server issued.") from None
+    if not isinstance(index, int) or isinstance(index, bool) or index < 0:
+        raise BadRequest(f"Invalid page_token '{token}': the index must be a non-negative integer.")
+    return index
+
+
+def static_get_routes(app: GatewayApp) -> dict[str, Any]:
+    """GET routes with a fixed path; query strings come from the scope, so handlers get the path."""
+    return {
+        "/health": lambda _p: (200, {"status": "OK"}),
+        "/v1/models": lambda _p: (200, {"object": "list", "data": app.table.describe_models()}),
+    }
+
+
+def paged(app: GatewayApp, query: bytes, legacy: bool) -> tuple[int, Any]:
+    tokens = parse_qs(query.decode("latin-1")).get("page_token")
+    start = decode_token(tokens[0]) if tokens and tokens[0] else 0
+    endpoints = app.table.config.endpoints
+    page = endpoints[start : start + PAGE_SIZE]
+    next_token = encode_token(start + PAGE_SIZE) if start + PAGE_SIZE < len(endpoints) else None
+    render = legacy_route_json if legacy else endpoint_json
+    key = "routes" if legacy else "endpoints"
+    return 200, {key: [render(e) for e in page], "next_page_token": next_token}
+
+
+def dynamic_get(app: GatewayApp, path: str, query: bytes = b"") -> tuple[int, Any] | None:
+    """Parametrised GET routes; None when nothing matches the path."""
+    table = app.table
+    if path == "/api/2.0/endpoints/":
+        return paged(app, query, legacy=False)
+    if path == "/api/2.0/gateway/routes/":
+        return paged(app, query, legacy=True)
+    for prefix in ("/api/2.0/endpoints/limits/", "/api/2.0/gateway/limits/"):
+        if path.startswith(prefix) and "/" not in path[len(prefix) :] and path != prefix:
+            return 501, {"detail": "The get_limits API is not available yet."}
+    for prefix in ("/api/2.0/endpoints/", "/api/3.0/gateway/endpoint/"):
+        name = _tail(path, prefix)
+        if name is not None:
+            target = table.targets.get(name)
+            if target is None:
+                raise NotFound(ENDPOINT_MISSING.format(name))
+            return 200, endpoint_json(target.config)
+    name = _tail(path, "/api/2.0/gateway/routes/")
+    if name is not None:
+        target = table.targets.get(name)
+        if target is None:
+            raise NotFound(ROUTE_MISSING.format(name))
+        return 200, legacy_route_json(target.config)
+    name = _tail(path, "/api/3.0/gateway/route/")
+    if name is not None:
+        route = table.routes.get(name)
+        if route is None:
+            raise NotFound(ROUTE_MISSING.format(name))
+        config = route.config
+        return 200, {
+            "name": config.name,
+            "task_type": config.task_type,
+            "destinations": [
+                {"name": d.name, "traffic_percentage": d.traffic_percentage} for d in config.destinations
+            ],
+            "routing_strategy": config.routing_strategy,
+        }
+    name = _tail(path, "/v1/models/")
+    if name is not None:
+        for model in table.describe_models():
+            if model["id"] == name:
+                return 200, model
+        raise NotFound(f"Model '{name}' is not served by this gateway.")
+    return None
+
+
+def _tail(path: str, prefix: str) -> str | None:
+    if path.startswith(prefix):
+        rest = path[len(prefix) :]
+        if rest and "/" not in rest:
+            return rest
+    return None
+
+
+async def set_limits(scope: Scope, receive: Receive, send: Send, max_body: int) -> None:
+    from gateway.server.http import send_json
+
+    payload = decode_json_object(await read_body(scope, receive, max_body), header(scope, b"content-type"))
+    problems = []
+    if not isinstance(payload.get("route"), str):
+        problems.append(
+            {"type": "missing", "loc": ["body", "route"], "msg": "Field required", "input": payload}
+        )
+    if not isinstance(payload.get("limits"), list):
+        problems.append(
+            {"type": "missing", "loc": ["body", "limits"], "msg": "Field required", "input": payload}
+        )
+    if problems:
+        raise RequestValidationError(problems)
+    await send_json(send, 501, {"detail": "The set_limits API is not available yet."})

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Install the dev dependencies, then run every test and linter. CI runs exactly this.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+python -m pip install --quiet --upgrade pip
+python -m pip install --quiet -e '.[dev]'   # builds the Rust extension (release profile)
+
+echo "== ruff"; ruff check python tests; ruff format --check python tests
+echo "== mypy"; mypy
+echo "== cargo fmt"; cargo fmt --check
+echo "== clippy"; cargo clippy --all-targets -- -D warnings
+echo "== cargo test"; cargo test
+echo "== pytest"; python -m pytest -p no:cacheprovider "$@"
