@@ -41,6 +41,7 @@ class RecordedRequest:
 class OpenAIUpstream:
     def __init__(self) -> None:
         self.requests: list[RecordedRequest] = []
+        self.abandoned_streams = 0  # streams whose reader (the gateway) hung up early
         self.loop = asyncio.new_event_loop()
         self.port = 0
         self._ready = threading.Event()
@@ -56,7 +57,9 @@ class OpenAIUpstream:
         return self
 
     def stop(self) -> None:
+        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self.loop).result(10)
         self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
 
     def last(self) -> RecordedRequest:
         return self.requests[-1]
@@ -68,7 +71,7 @@ class OpenAIUpstream:
         app.router.add_post(
             "/openai/deployments/{dep}/{kind:chat/completions|completions|embeddings}", self.handle
         )
-        runner = web.AppRunner(app, access_log=None)
+        runner = self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1)
         self.loop.run_until_complete(runner.setup())
         site = web.TCPSite(runner, "127.0.0.1", 0)
         self.loop.run_until_complete(site.start())
@@ -118,9 +121,13 @@ class OpenAIUpstream:
                 )
                 return response
             wire = b"data: " + orjson.dumps(event) + b"\n\n"
-            # split every event at awkward places: mid-JSON and between the two newlines
-            for part in (wire[:7], wire[7:-1], wire[-1:]):
-                await response.write(part)
+            try:
+                # split every event at awkward places: mid-JSON and between the two newlines
+                for part in (wire[:7], wire[7:-1], wire[-1:]):
+                    await response.write(part)
+            except ConnectionError:
+                self.abandoned_streams += 1
+                return response
             if gap:
                 await asyncio.sleep(gap)
         await response.write(b"data: [DONE]\n\n")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
+import time
 
 import httpx
 import pytest
@@ -33,6 +34,7 @@ def gateway(upstream, tmp_path_factory):
         openai_endpoint("refused", "chat", "gpt", dead),
         openai_endpoint("stream-break", "chat", "stream-break", upstream.base),
         openai_endpoint("stream-error", "chat", "stream-error-event", upstream.base),
+        openai_endpoint("slow-stream", "chat", "stream-gap-500", upstream.base),
     ]
     path = tmp_path_factory.mktemp("errors") / "config.yaml"
     path.write_text("endpoints:" + "".join(endpoints))
@@ -170,6 +172,10 @@ def test_v1_errors_carry_an_openai_error_object(http):
     assert missing.status_code == 422 and missing.json()["detail"][0]["loc"] == ["body", "model"]
 
 
+def gateway_stream(gateway, name, body):
+    return httpx.stream("POST", f"{gateway.url}/endpoints/{name}/invocations", json=body, timeout=10)
+
+
 def read_events(http, name):
     with http.stream("POST", f"/endpoints/{name}/invocations", json={**CHAT, "stream": True}) as response:
         assert response.status_code == 200
@@ -202,3 +208,14 @@ def test_garbage_on_the_socket_does_not_kill_the_worker(gateway, http):
         with contextlib.suppress(OSError):
             sock.recv(100)
     assert http.get("/health").status_code == 200
+
+
+def test_client_hanging_up_closes_the_upstream_stream(gateway, upstream):
+    before = upstream.abandoned_streams
+    body = {**CHAT, "stream": True}
+    with gateway_stream(gateway, "slow-stream", body) as response:
+        next(response.iter_raw())  # the stream is flowing; now hang up
+    deadline = time.monotonic() + 3  # the upstream stream would run for 3.5 s more
+    while upstream.abandoned_streams == before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert upstream.abandoned_streams == before + 1

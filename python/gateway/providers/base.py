@@ -26,6 +26,7 @@ from gateway.errors import (
     UpstreamUnavailable,
 )
 from gateway.proxy.streaming import sse_json_batches
+from gateway.schemas.responses import Chunk, Response
 from gateway.types import CHAT, COMPLETIONS, EMBEDDINGS, EndpointType, Payload
 
 if TYPE_CHECKING:
@@ -63,10 +64,10 @@ class Provider:
         """Cross-field checks at load time; raise ConfigError with the reason."""
 
     # -- called per request -------------------------------------------------------------
-    async def invoke(self, kind: EndpointType, payload: Payload) -> Payload:
+    async def invoke(self, kind: EndpointType, payload: Payload) -> Response:
         raise self.unsupported(kind)
 
-    async def open_stream(self, kind: EndpointType, payload: Payload) -> AsyncIterator[list[Payload]]:
+    async def open_stream(self, kind: EndpointType, payload: Payload) -> AsyncIterator[list[Chunk]]:
         """Start a stream. Errors known before the first event are raised here, so the client
         gets a real status; the iterator yields batches of standard chunks."""
         raise NotImplementedByProvider(
@@ -105,10 +106,10 @@ class HttpProvider(Provider):
     def build_request(self, kind: EndpointType, payload: Payload, stream: bool) -> UpstreamRequest:
         raise NotImplementedError
 
-    def parse_response(self, kind: EndpointType, data: Payload) -> Payload:
+    def parse_response(self, kind: EndpointType, data: Payload) -> Response:
         raise NotImplementedError
 
-    def parse_chunk(self, kind: EndpointType, data: Payload) -> Payload | None:
+    def parse_chunk(self, kind: EndpointType, data: Payload) -> Chunk | None:
         raise NotImplementedError
 
     # -- shared pipeline -----------------------------------------------------------------
@@ -130,7 +131,7 @@ class HttpProvider(Provider):
                 raise GatewayError(str(exc), status=422) from None
         return self.build_request(kind, body, stream)
 
-    async def invoke(self, kind: EndpointType, payload: Payload) -> Payload:
+    async def invoke(self, kind: EndpointType, payload: Payload) -> Response:
         request = self.prepare(kind, payload, stream=False)
         response = await self.client.post(
             request.url, request.headers, orjson.dumps(request.body), self.label()
@@ -145,7 +146,7 @@ class HttpProvider(Provider):
                 f"Malformed response from {self.label()}: {type(exc).__name__}: {exc}"
             ) from None
 
-    async def open_stream(self, kind: EndpointType, payload: Payload) -> AsyncIterator[list[Payload]]:
+    async def open_stream(self, kind: EndpointType, payload: Payload) -> AsyncIterator[list[Chunk]]:
         request = self.prepare(kind, payload, stream=True)
         stream = await self.client.stream(
             request.url, request.headers, orjson.dumps(request.body), self.label()
@@ -160,7 +161,7 @@ class HttpProvider(Provider):
             )
         return self._relay(kind, stream)
 
-    async def _relay(self, kind: EndpointType, stream: Any) -> AsyncIterator[list[Payload]]:
+    async def _relay(self, kind: EndpointType, stream: Any) -> AsyncIterator[list[Chunk]]:
         try:
             async for events in sse_json_batches(stream.iter_chunks()):
                 batch = [chunk for event in events if (chunk := self.parse_chunk(kind, event)) is not None]

@@ -20,6 +20,22 @@ from typing import Any
 from gateway._native import ParamScaler, ScalingError
 from gateway.errors import GatewayError
 from gateway.providers.base import MODEL_NOT_PERMITTED, Provider, ProviderConfig, invalid_field
+from gateway.schemas.responses import (
+    ChatChoice,
+    ChatChunk,
+    ChatChunkChoice,
+    ChatDelta,
+    ChatMessageOut,
+    ChatResponse,
+    Chunk,
+    CompletionsChoice,
+    CompletionsChunk,
+    CompletionsChunkChoice,
+    CompletionsResponse,
+    EmbeddingItem,
+    EmbeddingsResponse,
+    Response,
+)
 from gateway.types import CHAT, COMPLETIONS, EMBEDDINGS, EndpointType, Payload
 
 
@@ -48,63 +64,78 @@ class MockProvider(Provider):
             ]
         )
 
-    async def invoke(self, kind: EndpointType, payload: Payload) -> Payload:
+    async def invoke(self, kind: EndpointType, payload: Payload) -> Response:
         payload = self._checked(payload)
         await self._pause(self.config.latency_ms)
         if kind == EMBEDDINGS:
             return self._embeddings(payload)
         words, prompt_tokens, finish = self._reply(kind, payload)
-        usage = {
-            "prompt_tokens": prompt_tokens,
-            "completion_tokens": len(words),
-            "total_tokens": prompt_tokens + len(words),
-        }
+        usage = _usage(prompt_tokens, len(words))
         text = " ".join(words)
+        ident, created = self._identity()
         if kind == CHAT:
-            message = {"role": "assistant", "content": text, "tool_calls": None, "refusal": None}
-            return {
-                **self._head("chat.completion"),
-                "choices": [{"index": 0, "message": message, "finish_reason": finish}],
-                "usage": usage,
-                "provider": self.name,
-            }
-        return {
-            **self._head("text_completion"),
-            "choices": [{"index": 0, "text": text, "finish_reason": finish}],
-            "usage": usage,
-        }
+            message = ChatMessageOut(role="assistant", content=text)
+            return ChatResponse(
+                id=ident,
+                created=created,
+                model=self.model_id,
+                choices=[ChatChoice(index=0, message=message, finish_reason=finish)],
+                usage=usage,
+                provider=self.name,
+            )
+        return CompletionsResponse(
+            id=ident,
+            created=created,
+            model=self.model_id,
+            choices=[CompletionsChoice(index=0, text=text, finish_reason=finish)],
+            usage=usage,
+        )
 
-    async def open_stream(self, kind: EndpointType, payload: Payload) -> AsyncIterator[list[Payload]]:
+    async def open_stream(self, kind: EndpointType, payload: Payload) -> AsyncIterator[list[Chunk]]:
         payload = self._checked(payload)
         words, prompt_tokens, finish = self._reply(kind, payload)
         include_usage = (payload.get("stream_options") or {}).get("include_usage", kind == CHAT)
-        usage = {
-            "prompt_tokens": prompt_tokens,
-            "completion_tokens": len(words),
-            "total_tokens": prompt_tokens + len(words),
-        }
         await self._pause(self.config.latency_ms)
-        return self._stream(kind, words, finish, usage if include_usage else None)
+        return self._stream(kind, words, finish, _usage(prompt_tokens, len(words)) if include_usage else None)
 
     async def _stream(
         self, kind: EndpointType, words: list[str], finish: str, usage: Payload | None
-    ) -> AsyncIterator[list[Payload]]:
-        chat = kind == CHAT
-        head = self._head("chat.completion.chunk" if chat else "text_completion_chunk")
-        tail: dict[str, Any] = {"usage": None, "provider": self.name} if chat else {"usage": None}
+    ) -> AsyncIterator[list[Chunk]]:
+        ident, created = self._identity()
         for index, word in enumerate(words):
             if index:
                 await self._pause(self.config.chunk_delay_ms)
             text = word if index == 0 else " " + word
             reason = finish if index == len(words) - 1 else None
-            if chat:
-                delta = {"role": "assistant" if index == 0 else None, "content": text, "tool_calls": None}
-                choice: Payload = {"index": 0, "finish_reason": reason, "delta": delta}
-            else:
-                choice = {"index": 0, "finish_reason": reason, "text": text}
-            yield [{**head, "choices": [choice], **tail}]
+            yield [self._chunk(kind, ident, created, text, reason, first=index == 0)]
         if usage is not None:
-            yield [{**head, "choices": [], **tail, "usage": usage}]
+            yield [self._chunk(kind, ident, created, None, None, first=False, usage=usage)]
+
+    def _chunk(
+        self,
+        kind: EndpointType,
+        ident: str,
+        created: int,
+        text: str | None,
+        reason: str | None,
+        first: bool,
+        usage: Payload | None = None,
+    ) -> Chunk:
+        if kind == CHAT:
+            delta = ChatDelta(role="assistant" if first else None, content=text)
+            chat_choices = (
+                [] if text is None else [ChatChunkChoice(index=0, finish_reason=reason, delta=delta)]
+            )
+            return ChatChunk(
+                id=ident,
+                created=created,
+                model=self.model_id,
+                choices=chat_choices,
+                usage=usage,
+                provider=self.name,
+            )
+        choices = [] if text is None else [CompletionsChunkChoice(index=0, finish_reason=reason, text=text)]
+        return CompletionsChunk(id=ident, created=created, model=self.model_id, choices=choices, usage=usage)
 
     # -- helpers -------------------------------------------------------------------------
     def _checked(self, payload: Payload) -> Payload:
@@ -117,13 +148,9 @@ class MockProvider(Provider):
             raise GatewayError(str(exc), status=422) from None
         return payload
 
-    def _head(self, obj: str) -> Payload:
-        return {
-            "id": f"mock-{time.monotonic_ns():x}",
-            "object": obj,
-            "created": int(time.time()),
-            "model": self.model_id,
-        }
+    @staticmethod
+    def _identity() -> tuple[str, int]:
+        return f"mock-{time.monotonic_ns():x}", int(time.time())
 
     @staticmethod
     async def _pause(milliseconds: float) -> None:
@@ -137,30 +164,30 @@ class MockProvider(Provider):
         words = list(islice(cycle(source), count))
         return words, len(prompt.split()), "length" if count < len(source) else "stop"
 
-    def _embeddings(self, payload: Payload) -> Payload:
+    def _embeddings(self, payload: Payload) -> EmbeddingsResponse:
         raw = payload.get("input")
-        items = (
-            [raw]
-            if isinstance(raw, str) or (isinstance(raw, list) and raw and isinstance(raw[0], int))
-            else raw
-        )
+        single = isinstance(raw, str) or (isinstance(raw, list) and bool(raw) and isinstance(raw[0], int))
+        items = [raw] if single else raw
         if not isinstance(items, list):
             raise invalid_field(("input",), "Input should be a string or a list", raw)
         as_base64 = payload.get("encoding_format") == "base64"
         data = []
         for index, item in enumerate(items):
             vector = _vector(str(item), self.config.embedding_dimensions)
-            embedding: Any = (
-                base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode() if as_base64 else vector
-            )
-            data.append({"object": "embedding", "embedding": embedding, "index": index})
+            packed = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+            data.append(EmbeddingItem(embedding=packed if as_base64 else vector, index=index))
         tokens = sum(len(str(item).split()) for item in items)
-        return {
-            "object": "list",
-            "data": data,
-            "model": self.model_id,
-            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
-        }
+        return EmbeddingsResponse(
+            data=data, model=self.model_id, usage={"prompt_tokens": tokens, "total_tokens": tokens}
+        )
+
+
+def _usage(prompt_tokens: int, completion_tokens: int) -> Payload:
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    }
 
 
 def _prompt_text(payload: Payload) -> str:

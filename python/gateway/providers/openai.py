@@ -13,6 +13,7 @@ from gateway.providers.openai_shapes import (
     completions_response,
     embeddings_response,
 )
+from gateway.schemas.responses import Chunk, Response
 from gateway.types import CHAT, COMPLETIONS, EMBEDDINGS, EndpointType, Payload
 
 PATHS = {CHAT: "chat/completions", COMPLETIONS: "completions", EMBEDDINGS: "embeddings"}
@@ -88,14 +89,14 @@ class OpenAIProvider(HttpProvider):
                 body["stream_options"] = {**(options or {}), "include_usage": True}
         return UpstreamRequest(self.urls[kind], self.headers, body)
 
-    def parse_response(self, kind: EndpointType, data: Payload) -> Payload:
+    def parse_response(self, kind: EndpointType, data: Payload) -> Response:
         if kind == CHAT:
             return chat_response(data, self.name)
         if kind == COMPLETIONS:
             return completions_response(data)
         return embeddings_response(data)
 
-    def parse_chunk(self, kind: EndpointType, data: Payload) -> Payload | None:
+    def parse_chunk(self, kind: EndpointType, data: Payload) -> Chunk | None:
         if "error" in data:
             error = data["error"]
             message = error.get("message") if isinstance(error, dict) else error

@@ -1,26 +1,31 @@
 """MLflow's response shapes built from OpenAI-format data (spec §4.3-§4.8).
 
-Shared by every provider whose upstream speaks the OpenAI wire format. Every declared field is
-emitted, nulls included; keys are in MLflow's order.
+Shared by every provider whose upstream speaks the OpenAI wire format.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from gateway.schemas.responses import (
+    ChatChoice,
+    ChatChunk,
+    ChatChunkChoice,
+    ChatDelta,
+    ChatMessageOut,
+    ChatResponse,
+    CompletionsChoice,
+    CompletionsChunk,
+    CompletionsChunkChoice,
+    CompletionsResponse,
+    EmbeddingItem,
+    EmbeddingsResponse,
+)
 from gateway.types import Payload
 
 
-def chat_message(message: dict[str, Any]) -> Payload:
-    return {
-        "role": message.get("role", "assistant"),
-        "content": message.get("content"),
-        "tool_calls": message.get("tool_calls"),
-        "refusal": None,
-    }
-
-
 def chat_usage(usage: Any) -> Payload:
+    """prompt/completion/total first, upstream extras kept, a null prompt_tokens_details omitted."""
     if not isinstance(usage, dict):
         return {"prompt_tokens": None, "completion_tokens": None, "total_tokens": None}
     out = {
@@ -34,42 +39,44 @@ def chat_usage(usage: Any) -> Payload:
     return out
 
 
-def chat_response(data: Payload, provider: str) -> Payload:
-    return {
-        "id": data.get("id"),
-        "object": "chat.completion",
-        "created": data["created"],
-        "model": data["model"],
-        "choices": [
-            {
-                "index": index,
-                "message": chat_message(choice["message"]),
-                "finish_reason": choice.get("finish_reason"),
-            }
-            for index, choice in enumerate(data["choices"])
-        ],
-        "usage": chat_usage(data.get("usage")),
-        "provider": provider,
-    }
+def chat_response(data: Payload, provider: str) -> ChatResponse:
+    choices = []
+    for index, choice in enumerate(data["choices"]):
+        message = choice["message"]
+        out = ChatMessageOut(
+            role=message.get("role") or "assistant",
+            content=message.get("content"),
+            tool_calls=message.get("tool_calls"),
+        )
+        choices.append(ChatChoice(index=index, message=out, finish_reason=choice.get("finish_reason")))
+    return ChatResponse(
+        id=data.get("id"),
+        created=data["created"],
+        model=data["model"],
+        choices=choices,
+        usage=chat_usage(data.get("usage")),
+        provider=provider,
+    )
 
 
-def completions_response(data: Payload) -> Payload:
+def completions_response(data: Payload) -> CompletionsResponse:
     usage = data["usage"]
-    return {
-        "id": data.get("id"),
-        "object": "text_completion",
-        "created": data["created"],
-        "model": data["model"],
-        "choices": [
-            {"index": index, "text": _choice_text(choice), "finish_reason": choice.get("finish_reason")}
+    return CompletionsResponse(
+        id=data.get("id"),
+        created=data["created"],
+        model=data["model"],
+        choices=[
+            CompletionsChoice(
+                index=index, text=_choice_text(choice), finish_reason=choice.get("finish_reason")
+            )
             for index, choice in enumerate(data["choices"])
         ],
-        "usage": {
+        usage={
             "prompt_tokens": usage["prompt_tokens"],
             "completion_tokens": usage["completion_tokens"],
             "total_tokens": usage["total_tokens"],
         },
-    }
+    )
 
 
 def _choice_text(choice: dict[str, Any]) -> str:
@@ -79,44 +86,41 @@ def _choice_text(choice: dict[str, Any]) -> str:
     return choice.get("text") or ""
 
 
-def embeddings_response(data: Payload) -> Payload:
+def embeddings_response(data: Payload) -> EmbeddingsResponse:
     usage = data["usage"]
-    return {
-        "object": "list",
-        "data": [
-            {"object": "embedding", "embedding": item["embedding"], "index": index}
-            for index, item in enumerate(data["data"])
+    return EmbeddingsResponse(
+        data=[
+            EmbeddingItem(embedding=item["embedding"], index=index) for index, item in enumerate(data["data"])
         ],
-        "model": data["model"],
-        "usage": {"prompt_tokens": usage["prompt_tokens"], "total_tokens": usage["total_tokens"]},
-    }
+        model=data["model"],
+        usage={"prompt_tokens": usage["prompt_tokens"], "total_tokens": usage["total_tokens"]},
+    )
 
 
-def chat_chunk(data: Payload, provider: str) -> Payload:
+def chat_chunk(data: Payload, provider: str) -> ChatChunk:
     choices = []
     for choice in data.get("choices") or ():
         delta = choice.get("delta") or {}
         calls = delta.get("tool_calls")
         choices.append(
-            {
-                "index": choice.get("index", 0),
-                "finish_reason": choice.get("finish_reason"),
-                "delta": {
-                    "role": delta.get("role"),
-                    "content": delta.get("content"),
-                    "tool_calls": [_tool_call_delta(call) for call in calls] if calls else None,
-                },
-            }
+            ChatChunkChoice(
+                index=choice.get("index", 0),
+                finish_reason=choice.get("finish_reason"),
+                delta=ChatDelta(
+                    role=delta.get("role"),
+                    content=delta.get("content"),
+                    tool_calls=[_tool_call_delta(call) for call in calls] if calls else None,
+                ),
+            )
         )
-    return {
-        "id": data.get("id"),
-        "object": "chat.completion.chunk",
-        "created": data.get("created"),
-        "model": data.get("model"),
-        "choices": choices,
-        "usage": data.get("usage"),
-        "provider": provider,
-    }
+    return ChatChunk(
+        id=data.get("id"),
+        created=data.get("created"),
+        model=data.get("model"),
+        choices=choices,
+        usage=data.get("usage"),
+        provider=provider,
+    )
 
 
 def _tool_call_delta(call: dict[str, Any]) -> Payload:
@@ -129,7 +133,7 @@ def _tool_call_delta(call: dict[str, Any]) -> Payload:
     }
 
 
-def completions_chunk(data: Payload) -> Payload:
+def completions_chunk(data: Payload) -> CompletionsChunk:
     """Reads `text` (OpenAI's real completions stream), falling back to a chat-style delta."""
     choices = []
     for choice in data.get("choices") or ():
@@ -137,13 +141,14 @@ def completions_chunk(data: Payload) -> Payload:
         if text is None:
             text = (choice.get("delta") or {}).get("content")
         choices.append(
-            {"index": choice.get("index", 0), "finish_reason": choice.get("finish_reason"), "text": text}
+            CompletionsChunkChoice(
+                index=choice.get("index", 0), finish_reason=choice.get("finish_reason"), text=text
+            )
         )
-    return {
-        "id": data.get("id"),
-        "object": "text_completion_chunk",
-        "created": data.get("created"),
-        "model": data.get("model"),
-        "choices": choices,
-        "usage": data.get("usage"),
-    }
+    return CompletionsChunk(
+        id=data.get("id"),
+        created=data.get("created"),
+        model=data.get("model"),
+        choices=choices,
+        usage=data.get("usage"),
+    )

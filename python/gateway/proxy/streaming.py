@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 
 from gateway._native import DONE_EVENT, SseParser, encode_events
+from gateway.schemas.responses import encode
 
 __all__ = ["DONE_EVENT", "encode_chunks", "error_event", "sse_json_batches"]
 
@@ -42,7 +43,7 @@ def _decode(datas: list[bytes]) -> tuple[list[Any], bool]:
 
 
 def encode_chunks(chunks: Iterable[Any]) -> bytes:
-    return encode_events([orjson.dumps(chunk) for chunk in chunks])
+    return encode_events([encode(chunk) for chunk in chunks])
 
 
 def error_event(message: str, error_type: str, code: int) -> bytes:

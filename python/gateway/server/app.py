@@ -18,6 +18,7 @@ from gateway.control.table import EndpointTable, Target
 from gateway.errors import BadRequest, GatewayError, MethodNotAllowed, NotFound, RequestValidationError
 from gateway.proxy.streaming import DONE_EVENT, encode_chunks, error_event
 from gateway.proxy.upstream import UpstreamClient
+from gateway.schemas.responses import Chunk
 from gateway.schemas.validation import decode_json_object, validate_payload
 from gateway.server import catalog, docs
 from gateway.server.http import SSE_HEADERS, header, read_body, send_bytes, send_json
@@ -109,7 +110,7 @@ class GatewayApp:
         if target is None:
             raise NotFound("Not Found")
         payload = await self.read_payload(scope, receive, target.endpoint_type)
-        await self.dispatch(send, target, payload, openai_style=False)
+        await self.dispatch(receive, send, target, payload)
 
     async def openai_invocation(self, scope: Scope, receive: Receive, send: Send, kind: EndpointType) -> None:
         payload = await self.read_payload(scope, receive, kind)
@@ -127,7 +128,7 @@ class GatewayApp:
         if target.endpoint_type != kind:
             raise BadRequest(f"Endpoint '{name}' is not {KIND_WORD[kind]} endpoint.")
         payload["model"] = None  # the endpoint's configured model applies
-        await self.dispatch(send, target, payload, openai_style=True)
+        await self.dispatch(receive, send, target, payload)
 
     async def read_payload(self, scope: Scope, receive: Receive, kind: EndpointType) -> Payload:
         body = await read_body(scope, receive, self.max_body)
@@ -135,20 +136,25 @@ class GatewayApp:
         validate_payload(payload, kind)
         return payload
 
-    async def dispatch(self, send: Send, target: Target, payload: Payload, openai_style: bool) -> None:
+    async def dispatch(self, receive: Receive, send: Send, target: Target, payload: Payload) -> None:
         if target.limiter is not None:
             target.limiter.acquire()
         kind = target.endpoint_type
         if payload.get("stream") is True and kind != EMBEDDINGS:
             stream = await target.provider.open_stream(kind, payload)
-            await relay_stream(send, stream)
+            await relay_stream(receive, send, stream)
         else:
             await send_json(send, 200, await target.provider.invoke(kind, payload))
 
 
-async def relay_stream(send: Send, stream: AsyncIterator[list[Payload]]) -> None:
+async def relay_stream(receive: Receive, send: Send, stream: AsyncIterator[list[Chunk]]) -> None:
     """Headers go out only once the upstream has accepted the stream; a failure after that
-    becomes an OpenAI-style error event, then the stream closes."""
+    becomes an OpenAI-style error event, then the stream closes. A client that goes away
+    cancels the relay, which closes the upstream stream at once."""
+    relay = asyncio.current_task()
+    assert relay is not None
+    gone = asyncio.Event()
+    watcher = asyncio.get_running_loop().create_task(_watch_disconnect(receive, relay, gone))
     await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
     try:
         async for batch in stream:
@@ -156,17 +162,28 @@ async def relay_stream(send: Send, stream: AsyncIterator[list[Payload]]) -> None
         tail = DONE_EVENT
     except GatewayError as exc:
         tail = error_event(exc.message, exc.error_type, exc.status)
-    except (asyncio.CancelledError, OSError):
-        raise
+    except asyncio.CancelledError:
+        if not gone.is_set():
+            raise
+        relay.uncancel()
+        return
     except Exception:
         logger.exception("stream failed")
         tail = error_event("Internal server error: see the gateway log.", "server_error", 500)
     finally:
+        watcher.cancel()
         await _close(stream)
     await send({"type": "http.response.body", "body": tail, "more_body": False})
 
 
-async def _close(stream: AsyncIterator[list[Payload]]) -> None:
+async def _watch_disconnect(receive: Receive, relay: asyncio.Task[Any], gone: asyncio.Event) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+    gone.set()
+    relay.cancel()
+
+
+async def _close(stream: AsyncIterator[list[Chunk]]) -> None:
     aclose = getattr(stream, "aclose", None)
     if aclose is not None:
         await aclose()

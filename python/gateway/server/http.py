@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
 from gateway.errors import PayloadTooLarge
+from gateway.schemas.responses import encode
 from gateway.types import Receive, Scope, Send
 
 JSON = b"application/json"
@@ -64,4 +63,4 @@ async def send_bytes(
 async def send_json(
     send: Send, status: int, data: Any, extra: list[tuple[bytes, bytes]] | None = None
 ) -> None:
-    await send_bytes(send, status, orjson.dumps(data), JSON, extra)
+    await send_bytes(send, status, encode(data), JSON, extra)

@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import ctypes
+import os
 import signal
 import sys
 
 PR_SET_PDEATHSIG = 1
+SUPERVISOR_ENV = "GATEWAY_SUPERVISOR_PID"
+
+
+def mark_supervisor() -> None:
+    """Called in the supervisor before workers spawn, so they can tell it has gone."""
+    os.environ[SUPERVISOR_ENV] = str(os.getpid())
 
 
 def die_with_parent() -> None:
@@ -17,4 +24,8 @@ def die_with_parent() -> None:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
     except (OSError, AttributeError):
-        pass
+        return
+    # the supervisor may have died before prctl took effect
+    supervisor = os.environ.get(SUPERVISOR_ENV)
+    if supervisor and supervisor.isdigit() and os.getppid() != int(supervisor):
+        os._exit(0)

@@ -8,12 +8,15 @@ import os
 from granian import Granian
 from granian.constants import HTTPModes, Interfaces, Loops
 
+from gateway.server.process import mark_supervisor
+
 # seconds a stopping worker may spend finishing in-flight requests and streams
 DRAIN_SECONDS = 30
 
 
 def serve(config_path: str, host: str, port: int, workers: int, log_level: str = "info") -> None:
     os.environ["MLFLOW_GATEWAY_CONFIG"] = config_path
+    mark_supervisor()
     server = Granian(
         "gateway.server.app:create_app",
         address=host,
