@@ -219,3 +219,9 @@ def test_client_hanging_up_closes_the_upstream_stream(gateway, upstream):
     while upstream.abandoned_streams == before and time.monotonic() < deadline:
         time.sleep(0.05)
     assert upstream.abandoned_streams == before + 1
+
+
+def test_no_secret_in_the_log(gateway, http):
+    invoke(http, "refused", CHAT)
+    invoke(http, "rate-429", CHAT)
+    assert "sk-test-secret-key" not in gateway.log()

@@ -205,6 +205,8 @@ def create_app() -> GatewayApp:
     from gateway.server.process import die_with_parent
 
     die_with_parent()
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="[%(levelname)s] %(name)s: %(message)s")
     path = os.environ.get("MLFLOW_GATEWAY_CONFIG") or os.environ.get("MLFLOW_DEPLOYMENTS_CONFIG")
     if not path:
         raise RuntimeError(
