@@ -68,6 +68,19 @@ class GatewayProcess:
         return self.proc.returncode
 
 
+def launch(
+    directory: Path,
+    config: str,
+    workers: int = 1,
+    env: dict[str, str] | None = None,
+    extra_args: list[str] | None = None,
+) -> GatewayProcess:
+    """Write the config into `directory` and start a gateway on it; returns once it answers."""
+    path = directory / f"config-{free_port()}.yaml"
+    path.write_text(config)
+    return GatewayProcess(path, workers, env, extra_args or []).wait_ready()
+
+
 @pytest.fixture(scope="session")
 def upstream() -> Iterator[OpenAIUpstream]:
     server = OpenAIUpstream().start()
@@ -82,9 +95,7 @@ def start_gateway(tmp_path: Path) -> Iterator[Callable[..., GatewayProcess]]:
     def start(
         config: str, workers: int = 1, env: dict[str, str] | None = None, extra_args: list[str] | None = None
     ) -> GatewayProcess:
-        path = tmp_path / f"config-{len(started)}.yaml"
-        path.write_text(config)
-        gateway = GatewayProcess(path, workers, env, extra_args or []).wait_ready()
+        gateway = launch(tmp_path, config, workers, env, extra_args)
         started.append(gateway)
         return gateway
 

@@ -11,7 +11,7 @@ import time
 import httpx
 import pytest
 
-from tests.conftest import free_port
+from tests.conftest import free_port, launch
 from tests.integration.configs import openai_endpoint
 
 CHAT = {"messages": [{"role": "user", "content": "hi"}]}
@@ -19,8 +19,6 @@ CHAT = {"messages": [{"role": "user", "content": "hi"}]}
 
 @pytest.fixture(scope="module")
 def gateway(upstream, tmp_path_factory):
-    from tests.conftest import GatewayProcess
-
     dead = f"http://127.0.0.1:{free_port()}/v1"
     endpoints = [
         openai_endpoint("chat", "chat", "gpt-4o-mini", upstream.base),
@@ -36,10 +34,8 @@ def gateway(upstream, tmp_path_factory):
         openai_endpoint("stream-error", "chat", "stream-error-event", upstream.base),
         openai_endpoint("slow-stream", "chat", "stream-gap-500", upstream.base),
     ]
-    path = tmp_path_factory.mktemp("errors") / "config.yaml"
-    path.write_text("endpoints:" + "".join(endpoints))
     env = {"MLFLOW_GATEWAY_ROUTE_TIMEOUT_SECONDS": "1", "GATEWAY_MAX_REQUEST_BYTES": "2000"}
-    process = GatewayProcess(path, 1, env, []).wait_ready()
+    process = launch(tmp_path_factory.mktemp("errors"), "endpoints:" + "".join(endpoints), env=env)
     yield process
     process.stop()
 

@@ -185,12 +185,18 @@ def test_sigterm_drains_in_flight_request_and_leaves_no_process(tmp_path, upstre
     gateway.stop()
 
 
-def test_killed_supervisor_takes_its_workers_along(tmp_path):
+@pytest.mark.parametrize("moment", [0.3, 0.8, "ready"])
+def test_killed_supervisor_takes_its_workers_along(tmp_path, moment):
+    """Whenever the supervisor dies, even while workers are still booting, no worker outlives it."""
     path = tmp_path / "c.yaml"
     path.write_text(
         "endpoints:\n  - name: a\n    endpoint_type: llm/v1/chat\n    model: {provider: mock, config: {}}\n"
     )
-    gateway = GatewayProcess(path, 2, None, []).wait_ready()
+    gateway = GatewayProcess(path, 2, None, [])
+    if moment == "ready":
+        gateway.wait_ready()
+    else:
+        time.sleep(float(moment))
     gateway.proc.send_signal(signal.SIGKILL)
     gateway.proc.wait(10)
     deadline = time.monotonic() + 10

@@ -9,16 +9,14 @@ import httpx
 import openai
 import pytest
 
+from tests.conftest import launch
+
 DEMO = Path(__file__).resolve().parents[2] / "examples" / "demo.yaml"
 
 
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory):
-    from tests.conftest import GatewayProcess
-
-    path = tmp_path_factory.mktemp("demo") / "demo.yaml"
-    path.write_text(DEMO.read_text())
-    process = GatewayProcess(path, 1, None, []).wait_ready()
+    process = launch(tmp_path_factory.mktemp("demo"), DEMO.read_text())
     yield process
     process.stop()
 

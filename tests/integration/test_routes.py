@@ -9,6 +9,7 @@ from collections import Counter
 import httpx
 import pytest
 
+from tests.conftest import launch
 from tests.integration.configs import openai_config
 
 ROUTES = """
@@ -30,11 +31,7 @@ MOCK = """
 
 @pytest.fixture(scope="module")
 def gateway(upstream, tmp_path_factory):
-    from tests.conftest import GatewayProcess
-
-    path = tmp_path_factory.mktemp("routes") / "config.yaml"
-    path.write_text(openai_config(upstream.base, MOCK) + ROUTES)
-    process = GatewayProcess(path, 1, None, []).wait_ready()
+    process = launch(tmp_path_factory.mktemp("routes"), openai_config(upstream.base, MOCK) + ROUTES)
     yield process
     process.stop()
 

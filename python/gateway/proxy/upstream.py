@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import ssl
 import urllib.request
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -95,39 +96,37 @@ class UpstreamClient:
         return self._session
 
     async def post(self, url: str, headers: dict[str, str], body: bytes, label: str) -> UpstreamResponse:
-        try:
-            async with self.session().post(
-                url,
-                data=body,
-                headers=headers,
-                timeout=self._total,
-                allow_redirects=False,
-                proxy=self.proxy_for(url),
-            ) as response:
+        with self._failures(label):
+            response = await self._send(url, headers, body, self._total)
+            try:
                 payload = await response.read()
-                return UpstreamResponse(
-                    response.status, response.headers.get("content-type", ""), response.reason or "", payload
-                )
-        except TimeoutError:
-            raise UpstreamTimeout(f"{label} did not answer within {self.timeout_seconds:g}s.") from None
-        except aiohttp.ClientError as exc:
-            raise UpstreamUnavailable(f"{label} could not be reached: {describe(exc)}") from None
+            finally:
+                response.release()
+        return UpstreamResponse(
+            response.status, response.headers.get("content-type", ""), response.reason or "", payload
+        )
 
     async def stream(self, url: str, headers: dict[str, str], body: bytes, label: str) -> UpstreamStream:
+        with self._failures(label):
+            response = await self._send(url, headers, body, self._streaming)
+        return UpstreamStream(response, label, self.timeout_seconds)
+
+    def _send(
+        self, url: str, headers: dict[str, str], body: bytes, timeout: aiohttp.ClientTimeout
+    ) -> aiohttp.client._RequestContextManager:
+        return self.session().post(
+            url, data=body, headers=headers, timeout=timeout, allow_redirects=False, proxy=self.proxy_for(url)
+        )
+
+    @contextmanager
+    def _failures(self, label: str) -> Iterator[None]:
+        """Transport failures as gateway errors that name the endpoint and provider."""
         try:
-            response = await self.session().post(
-                url,
-                data=body,
-                headers=headers,
-                timeout=self._streaming,
-                allow_redirects=False,
-                proxy=self.proxy_for(url),
-            )
+            yield
         except TimeoutError:
             raise UpstreamTimeout(f"{label} did not answer within {self.timeout_seconds:g}s.") from None
         except aiohttp.ClientError as exc:
             raise UpstreamUnavailable(f"{label} could not be reached: {describe(exc)}") from None
-        return UpstreamStream(response, label, self.timeout_seconds)
 
     def proxy_for(self, url: str) -> str | None:
         parts = urlsplit(url)

@@ -17,12 +17,18 @@ def mark_supervisor() -> None:
 
 
 def die_with_parent() -> None:
-    """A worker gets SIGTERM if its supervisor dies, even by SIGKILL: no orphans serving."""
+    """A worker ends when its supervisor dies, even by SIGKILL: no orphans serving.
+
+    SIGKILL, not SIGTERM: an ordinary stop goes through the supervisor, which drains its workers
+    before it exits, so this only fires when the supervisor was killed outright. A SIGTERM here
+    could be lost (a forked worker inherits the supervisor's flag-setting handler until Granian
+    installs its own) or stall in Granian's worker shutdown while it is still booting.
+    """
     if sys.platform != "linux":
         return
     try:
         libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     except (OSError, AttributeError):
         return
     # the supervisor may have died before prctl took effect
