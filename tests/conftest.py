@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.upstream_openai import OpenAIUpstream
+from tests.support.openai_upstream import OpenAIUpstream
 
 
 def free_port() -> int:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+
 from gateway.errors import ConfigError
 from gateway.providers.base import Provider
 
@@ -48,16 +50,45 @@ def canonical_name(value: object) -> str:
     raise ConfigError(f"The provider '{value}' is not supported.")
 
 
-def provider_class(name: str) -> type[Provider]:
-    from gateway.providers.mock import MockProvider
-    from gateway.providers.openai import OpenAIProvider
+# canonical name -> "module:Class" of its implementation, imported on first use. A provider
+# whose module does not exist yet is refused at config load with "not supported yet".
+IMPLEMENTATIONS = {
+    "openai": "gateway.providers.openai:OpenAIProvider",
+    "azure": "gateway.providers.openai:OpenAIProvider",
+    "mock": "gateway.providers.mock:MockProvider",
+    "anthropic": "gateway.providers.anthropic:AnthropicProvider",
+    "gemini": "gateway.providers.gemini:GeminiProvider",
+    "vertex_ai": "gateway.providers.vertex_ai:VertexAIProvider",
+    "bedrock": "gateway.providers.bedrock:BedrockProvider",
+    "amazon-bedrock": "gateway.providers.bedrock:BedrockProvider",
+    "mistral": "gateway.providers.mistral:MistralProvider",
+    "togetherai": "gateway.providers.togetherai:TogetherAIProvider",
+    "cohere": "gateway.providers.cohere:CohereProvider",
+    "huggingface-text-generation-inference": "gateway.providers.huggingface_tgi:HuggingFaceTGIProvider",
+    "mlflow-model-serving": "gateway.providers.mlflow_serving:MlflowModelServingProvider",
+    "databricks": "gateway.providers.databricks:DatabricksProvider",
+    "databricks-model-serving": "gateway.providers.databricks:DatabricksProvider",
+    "ai21labs": "gateway.providers.ai21labs:AI21LabsProvider",
+    "mosaicml": "gateway.providers.mosaicml:MosaicMLProvider",
+    "palm": "gateway.providers.palm:PaLMProvider",
+    "groq": "gateway.providers.openai_compatible:GroqProvider",
+    "deepseek": "gateway.providers.openai_compatible:DeepSeekProvider",
+    "xai": "gateway.providers.openai_compatible:XAIProvider",
+    "ollama": "gateway.providers.openai_compatible:OllamaProvider",
+    "openrouter": "gateway.providers.openai_compatible:OpenRouterProvider",
+}
 
-    built: dict[str, type[Provider]] = {
-        "openai": OpenAIProvider,
-        "azure": OpenAIProvider,
-        "mock": MockProvider,
-    }
+
+def provider_class(name: str) -> type[Provider]:
+    target = IMPLEMENTATIONS.get(name)
+    if target is None:
+        raise ConfigError(f"provider {name} is not supported yet")
+    module_name, _, class_name = target.partition(":")
     try:
-        return built[name]
-    except KeyError:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name != module_name:
+            raise  # a real missing dependency, not a provider still to come
         raise ConfigError(f"provider {name} is not supported yet") from None
+    cls: type[Provider] = getattr(module, class_name)
+    return cls

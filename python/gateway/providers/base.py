@@ -25,7 +25,7 @@ from gateway.errors import (
     UpstreamError,
     UpstreamUnavailable,
 )
-from gateway.proxy.streaming import sse_json_batches
+from gateway.proxy.streaming import sse_events
 from gateway.schemas.responses import Chunk, Response
 from gateway.types import CHAT, COMPLETIONS, EMBEDDINGS, EndpointType, Payload
 
@@ -89,11 +89,33 @@ class UpstreamRequest(msgspec.Struct):
     body: Payload
 
 
+class StreamTranslator:
+    """Per-stream state: the provider's events in, standard chunks out.
+
+    The default hands each event's JSON to `HttpProvider.parse_chunk`; providers whose streams
+    carry state across events (Anthropic's content blocks, tool-call indices, ...) subclass it.
+    """
+
+    def __init__(self, provider: HttpProvider, kind: EndpointType) -> None:
+        self.provider = provider
+        self.kind = kind
+
+    def event(self, name: str, data: Any) -> list[Chunk]:
+        chunk = self.provider.parse_chunk(self.kind, data)
+        return [chunk] if chunk is not None else []
+
+    def finish(self) -> list[Chunk]:
+        """Called once the upstream stream ends normally."""
+        return []
+
+
 class HttpProvider(Provider):
     # rules for the Rust ParamScaler, per endpoint type (see gateway._native.ParamScaler)
     scaling_rules: ClassVar[Mapping[EndpointType, list[dict[str, Any]]]] = {}
     # TogetherAI-style providers let the client pick the model; most refuse it
     allows_model_override: ClassVar[bool] = False
+    stream_content_types: ClassVar[tuple[str, ...]] = ("text/event-stream",)
+    translator: ClassVar[type[StreamTranslator]] = StreamTranslator
 
     _scalers: ClassVar[dict[EndpointType, ParamScaler]] = {}
 
@@ -111,6 +133,21 @@ class HttpProvider(Provider):
 
     def parse_chunk(self, kind: EndpointType, data: Payload) -> Chunk | None:
         raise NotImplementedError
+
+    async def authorize(self, request: UpstreamRequest, body: bytes) -> dict[str, str]:
+        """Final headers for a request (request signing, refreshed OAuth tokens, ...)."""
+        return request.headers
+
+    def upstream_error(self, status: int, reason: str, data: Any) -> GatewayError:
+        """An error answer from the upstream, as the client will see it (spec §5.1)."""
+        return upstream_json_error(status, reason, data)
+
+    def encode_body(self, body: Payload) -> bytes:
+        return orjson.dumps(body)
+
+    def decode_stream(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[list[tuple[str, Any]]]:
+        """How the upstream frames a stream: raw bytes to batches of (event name, JSON)."""
+        return sse_events(chunks)
 
     # -- shared pipeline -----------------------------------------------------------------
     def prepare(self, kind: EndpointType, payload: Payload, stream: bool) -> UpstreamRequest:
@@ -133,10 +170,10 @@ class HttpProvider(Provider):
 
     async def invoke(self, kind: EndpointType, payload: Payload) -> Response:
         request = self.prepare(kind, payload, stream=False)
-        response = await self.client.post(
-            request.url, request.headers, orjson.dumps(request.body), self.label()
-        )
-        data = decode_upstream(response.status, response.content_type, response.reason, response.body, self)
+        body = self.encode_body(request.body)
+        headers = await self.authorize(request, body)
+        response = await self.client.post(request.url, headers, body, self.label())
+        data = self.decode(response.status, response.content_type, response.reason, response.body)
         try:
             return self.parse_response(kind, data)
         except GatewayError:
@@ -148,50 +185,56 @@ class HttpProvider(Provider):
 
     async def open_stream(self, kind: EndpointType, payload: Payload) -> AsyncIterator[list[Chunk]]:
         request = self.prepare(kind, payload, stream=True)
-        stream = await self.client.stream(
-            request.url, request.headers, orjson.dumps(request.body), self.label()
-        )
-        if stream.status >= 400 or "text/event-stream" not in stream.content_type:
-            body = await stream.read_all()
+        body = self.encode_body(request.body)
+        headers = await self.authorize(request, body)
+        stream = await self.client.stream(request.url, headers, body, self.label())
+        if stream.status >= 400 or not any(t in stream.content_type for t in self.stream_content_types):
+            raw = await stream.read_all()
             # an upstream that answers a stream request with plain JSON is an error or a
             # provider that cannot stream: either way the client gets a real status
-            data = decode_upstream(stream.status, stream.content_type, stream.reason, body, self)
+            data = self.decode(stream.status, stream.content_type, stream.reason, raw)
             raise UpstreamUnavailable(
                 f"{self.label()} did not return an event stream: {orjson.dumps(data).decode()[:500]}"
             )
-        return self._relay(kind, stream)
+        return self._relay(self.translator(self, kind), stream)
 
-    async def _relay(self, kind: EndpointType, stream: Any) -> AsyncIterator[list[Chunk]]:
+    async def _relay(self, translator: StreamTranslator, stream: Any) -> AsyncIterator[list[Chunk]]:
         try:
-            async for events in sse_json_batches(stream.iter_chunks()):
-                batch = [chunk for event in events if (chunk := self.parse_chunk(kind, event)) is not None]
+            async for events in self.decode_stream(stream.iter_chunks()):
+                batch = [chunk for name, data in events for chunk in translator.event(name, data)]
                 if batch:
                     yield batch
+            tail = translator.finish()
+            if tail:
+                yield tail
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+            raise UpstreamUnavailable(
+                f"Malformed stream event from {self.label()}: {type(exc).__name__}: {exc}"
+            ) from None
         finally:
             stream.release()
 
-
-def decode_upstream(status: int, content_type: str, reason: str, body: bytes, provider: Provider) -> Payload:
-    """Decode an upstream answer or raise the error MLflow's clients expect (spec §5.1)."""
-    if "application/json" in content_type or (not content_type and body[:1] in (b"{", b"[")):
-        try:
-            data = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            raise UpstreamUnavailable(f"Malformed JSON in the response from {provider.label()}.") from None
-        if status >= 400:
-            raise upstream_json_error(status, reason, data)
-        if not isinstance(data, dict):
-            raise UpstreamUnavailable(f"Unexpected response from {provider.label()}: not a JSON object.")
-        return data
-    if "text/plain" in content_type:
-        text = body.decode("utf-8", "replace")
-        if status >= 400:
-            raise UpstreamError({"message": text}, status=status)
-        raise UpstreamUnavailable(f"Unexpected text response from {provider.label()}: {text[:200]}")
-    raise UpstreamUnavailable(
-        "The returned data type from the route service is not supported. "
-        f"Received content type: {content_type or None}"
-    )
+    def decode(self, status: int, content_type: str, reason: str, body: bytes) -> Payload:
+        """Decode an upstream answer or raise the error MLflow's clients expect (spec §5.1)."""
+        if "json" in content_type or (not content_type and body[:1] in (b"{", b"[")):
+            try:
+                data = orjson.loads(body)
+            except orjson.JSONDecodeError:
+                raise UpstreamUnavailable(f"Malformed JSON in the response from {self.label()}.") from None
+            if status >= 400:
+                raise self.upstream_error(status, reason, data)
+            if not isinstance(data, dict):
+                raise UpstreamUnavailable(f"Unexpected response from {self.label()}: not a JSON object.")
+            return data
+        if "text/plain" in content_type:
+            text = body.decode("utf-8", "replace")
+            if status >= 400:
+                raise UpstreamError({"message": text}, status=status)
+            raise UpstreamUnavailable(f"Unexpected text response from {self.label()}: {text[:200]}")
+        raise UpstreamUnavailable(
+            "The returned data type from the route service is not supported. "
+            f"Received content type: {content_type or None}"
+        )
 
 
 def upstream_json_error(status: int, reason: str, data: Any) -> UpstreamError:

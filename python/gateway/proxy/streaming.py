@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
 import orjson
@@ -10,33 +10,38 @@ import orjson
 from gateway._native import DONE_EVENT, SseParser, encode_events
 from gateway.schemas.responses import encode
 
-__all__ = ["DONE_EVENT", "encode_chunks", "error_event", "sse_json_batches"]
+__all__ = ["DONE_EVENT", "StreamDecoder", "encode_chunks", "error_event", "sse_events"]
 
 _DONE = b"[DONE]"
 
 
-async def sse_json_batches(chunks: AsyncIterator[bytes]) -> AsyncIterator[list[Any]]:
-    """Yield, per upstream read, the JSON events it completed; stop at `[DONE]`.
-    Malformed events are skipped, as MLflow does."""
+# A stream decoder turns the upstream's raw bytes into batches of (event name, JSON data), one
+# batch per upstream read, so a relay writes to the client as often as the upstream writes.
+StreamDecoder = Callable[[AsyncIterator[bytes]], AsyncIterator[list[tuple[str, Any]]]]
+
+
+async def sse_events(chunks: AsyncIterator[bytes]) -> AsyncIterator[list[tuple[str, Any]]]:
+    """Server-sent events through the Rust SseParser; stops at `data: [DONE]`. Malformed JSON
+    events are skipped, as MLflow does."""
     parser = SseParser()
     async for chunk in chunks:
-        batch, done = _decode(parser.feed(chunk))
+        batch, done = _decode(parser.feed_events(chunk))
         if batch:
             yield batch
         if done:
             return
-    batch, _ = _decode(parser.finish())
+    batch, _ = _decode([("message", data) for data in parser.finish()])
     if batch:
         yield batch
 
 
-def _decode(datas: list[bytes]) -> tuple[list[Any], bool]:
-    out: list[Any] = []
-    for data in datas:
+def _decode(events: list[tuple[str, bytes]]) -> tuple[list[tuple[str, Any]], bool]:
+    out: list[tuple[str, Any]] = []
+    for name, data in events:
         if data == _DONE:
             return out, True
         try:
-            out.append(orjson.loads(data))
+            out.append((name, orjson.loads(data)))
         except orjson.JSONDecodeError:
             continue
     return out, False

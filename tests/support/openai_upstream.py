@@ -19,72 +19,34 @@ from __future__ import annotations
 import asyncio
 import base64
 import struct
-import threading
 import time
 from typing import Any
 
 import orjson
 from aiohttp import web
 
+from tests.support.recording import RecordingUpstream, write_awkwardly
+
 WORDS = ["Hello", " from", " the", " mock", " upstream", "!"]
 
 
-class RecordedRequest:
-    def __init__(self, method: str, path: str, query: str, headers: dict[str, str], body: Any) -> None:
-        self.method = method
-        self.path = path
-        self.query = query
-        self.headers = headers
-        self.body = body
-
-
-class OpenAIUpstream:
+class OpenAIUpstream(RecordingUpstream):
     def __init__(self) -> None:
-        self.requests: list[RecordedRequest] = []
+        super().__init__()
         self.abandoned_streams = 0  # streams whose reader (the gateway) hung up early
-        self.loop = asyncio.new_event_loop()
-        self.port = 0
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
     @property
     def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
+        return f"{self.url}/v1"
 
-    def start(self) -> OpenAIUpstream:
-        self._thread.start()
-        self._ready.wait(10)
-        return self
-
-    def stop(self) -> None:
-        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self.loop).result(10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(10)
-
-    def last(self) -> RecordedRequest:
-        return self.requests[-1]
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        app = web.Application()
+    def setup(self, app: web.Application) -> None:
         app.router.add_post("/v1/{kind:chat/completions|completions|embeddings}", self.handle)
         app.router.add_post(
             "/openai/deployments/{dep}/{kind:chat/completions|completions|embeddings}", self.handle
         )
-        runner = self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1)
-        self.loop.run_until_complete(runner.setup())
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        self.loop.run_until_complete(site.start())
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self._ready.set()
-        self.loop.run_forever()
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        raw = await request.read()
-        body = orjson.loads(raw)
-        self.requests.append(
-            RecordedRequest(request.method, request.path, request.query_string, dict(request.headers), body)
-        )
+        body = (await self.record(request)).body
         kind = request.match_info["kind"]
         model = str(body.get("model") or request.match_info.get("dep", ""))
         error = _error_response(model)
@@ -122,9 +84,7 @@ class OpenAIUpstream:
                 return response
             wire = b"data: " + orjson.dumps(event) + b"\n\n"
             try:
-                # split every event at awkward places: mid-JSON and between the two newlines
-                for part in (wire[:7], wire[7:-1], wire[-1:]):
-                    await response.write(part)
+                await write_awkwardly(response, wire)
             except ConnectionError:
                 self.abandoned_streams += 1
                 return response
