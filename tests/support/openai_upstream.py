@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import ssl
 import struct
 import time
 from typing import Any
@@ -31,8 +32,8 @@ WORDS = ["Hello", " from", " the", " mock", " upstream", "!"]
 
 
 class OpenAIUpstream(RecordingUpstream):
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, ssl_context: ssl.SSLContext | None = None) -> None:
+        super().__init__(ssl_context)
         self.abandoned_streams = 0  # streams whose reader (the gateway) hung up early
 
     @property

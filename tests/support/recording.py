@@ -8,6 +8,7 @@ bytes) so tests can assert exactly what reached the provider.
 from __future__ import annotations
 
 import asyncio
+import ssl
 import threading
 from typing import Any
 
@@ -29,7 +30,8 @@ class RecordedRequest:
 
 
 class RecordingUpstream:
-    def __init__(self) -> None:
+    def __init__(self, ssl_context: ssl.SSLContext | None = None) -> None:
+        self.ssl_context = ssl_context
         self.requests: list[RecordedRequest] = []
         self.loop = asyncio.new_event_loop()
         self.port = 0
@@ -39,7 +41,8 @@ class RecordingUpstream:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        scheme = "https" if self.ssl_context else "http"
+        return f"{scheme}://127.0.0.1:{self.port}"
 
     def setup(self, app: web.Application) -> None:
         raise NotImplementedError
@@ -72,7 +75,7 @@ class RecordingUpstream:
         self.setup(app)
         runner = self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1)
         self.loop.run_until_complete(runner.setup())
-        site = web.TCPSite(runner, "127.0.0.1", 0)
+        site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=self.ssl_context)
         self.loop.run_until_complete(site.start())
         server = site._server
         assert server is not None

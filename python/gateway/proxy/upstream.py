@@ -158,6 +158,11 @@ def bypasses_proxy(host: str, no_proxy: str) -> bool:
 
 def describe(exc: aiohttp.ClientError) -> str:
     """A reason without the URL: query strings can carry keys (Gemini's `?key=`)."""
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        reason = getattr(exc.certificate_error, "verify_message", None) or "untrusted certificate"
+        return f"TLS certificate verification failed ({reason}); set SSL_CERT_FILE for a private CA"
+    if isinstance(exc, aiohttp.ClientSSLError):
+        return "TLS handshake failed"
     if isinstance(exc, aiohttp.ClientConnectorError):
         return f"connection failed ({exc.os_error.strerror or type(exc.os_error).__name__})"
     if isinstance(exc, aiohttp.ServerDisconnectedError):
