@@ -64,8 +64,8 @@ def test_validate_reports_endpoint_and_field(tmp_path):
             "The provider 'nope' is not supported.",
         ),
         (
-            "endpoints:\n  - name: a\n    endpoint_type: llm/v1/chat\n    model: {provider: anthropic, config: {anthropic_api_key: k}}\n",
-            "provider anthropic is not supported yet",
+            "endpoints:\n  - name: a\n    endpoint_type: llm/v1/chat\n    model: {provider: LiteLLM, config: {}}\n",
+            "provider litellm is not supported yet",
         ),
         (
             "endpoints:\n  - name: a\n    endpoint_type: llm/v1/chat\n    model: {provider: openai}\n",

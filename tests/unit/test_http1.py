@@ -1,0 +1,196 @@
+"""The lean HTTP/1.1 upstream client against scripted raw servers on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+from collections.abc import Awaitable, Callable
+
+import pytest
+
+from gateway.errors import GatewayError, UpstreamTimeout, UpstreamUnavailable
+from gateway.proxy.upstream import UpstreamClient
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+async def read_request(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            length = int(line.split(b":")[1])
+    return head, await reader.readexactly(length)
+
+
+async def serve(handler: Handler) -> tuple[asyncio.Server, str]:
+    server = await asyncio.start_server(handler, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    return server, f"http://127.0.0.1:{port}/v1/chat/completions?x=1"
+
+
+def chunked(*parts: bytes) -> bytes:
+    return b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in parts) + b"0\r\n\r\n"
+
+
+async def scripted(
+    responses: list[bytes],
+    seen: list[bytes] | None = None,
+    close_after: bool = False,
+    sockets: list[int] | None = None,
+) -> Handler:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if sockets is not None:
+            sockets.append(1)
+        try:
+            while responses:
+                head, body = await read_request(reader)
+                if seen is not None:
+                    seen.append(head + body)
+                wire = responses.pop(0)
+                # dribble the answer out in 3-byte pieces: every boundary gets exercised
+                for i in range(0, len(wire), 3):
+                    writer.write(wire[i : i + 3])
+                    await writer.drain()
+                if close_after:
+                    break
+        except asyncio.IncompleteReadError:
+            pass
+        writer.close()
+
+    return handler
+
+
+def run(coro: Awaitable[None]) -> None:
+    asyncio.run(coro)  # type: ignore[arg-type]
+
+
+def test_content_length_keep_alive_and_request_bytes() -> None:
+    async def main() -> None:
+        seen: list[bytes] = []
+        sockets: list[int] = []
+        answer = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
+        server, url = await serve(await scripted([answer, answer], seen, sockets=sockets))
+        client = UpstreamClient(5)
+        for _ in range(2):
+            response = await client.post(url, {"Authorization": "Bearer k"}, b'{"a":1}', "endpoint 'e'")
+            assert (response.status, response.body, response.content_type) == (200, b"{}", "application/json")
+        assert len(seen) == 2 and len(sockets) == 1  # both on one kept-alive connection
+        first = seen[0].decode()
+        assert first.startswith("POST /v1/chat/completions?x=1 HTTP/1.1\r\nHost: 127.0.0.1:")
+        assert "Authorization: Bearer k\r\n" in first and "Content-Length: 7\r\n" in first
+        assert first.endswith('\r\n\r\n{"a":1}')
+        await client.close()
+        server.close()
+
+    run(main())
+
+
+def test_chunked_gzip_stream_in_tiny_pieces() -> None:
+    async def main() -> None:
+        payload = b"data: " + b"x" * 5000 + b"\n\n" + b"data: [DONE]\n\n"
+        body = gzip.compress(payload)
+        answer = (
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n"
+            b"Content-Encoding: gzip\r\n\r\n" + chunked(body[:10], body[10:500], body[500:])
+        )
+        server, url = await serve(await scripted([answer]))
+        client = UpstreamClient(5)
+        stream = await client.stream(url, {}, b"{}", "endpoint 'e'")
+        assert stream.status == 200 and stream.content_type == "text/event-stream"
+        received = b"".join([chunk async for chunk in stream.iter_chunks()])
+        stream.release()
+        assert received == payload
+        await client.close()
+        server.close()
+
+    run(main())
+
+
+def test_body_until_close_and_interim_100() -> None:
+    async def main() -> None:
+        answer = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nhello"
+        server, url = await serve(await scripted([answer], close_after=True))
+        client = UpstreamClient(5)
+        response = await client.post(url, {}, b"", "endpoint 'e'")
+        assert (response.status, response.body) == (200, b"hello")
+        await client.close()
+        server.close()
+
+    run(main())
+
+
+def test_stale_kept_alive_connection_is_retried_once() -> None:
+    async def main() -> None:
+        answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+        connections = 0
+
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            nonlocal connections
+            connections += 1
+            await read_request(reader)
+            writer.write(answer)
+            await writer.drain()
+            # keep-alive promised, but the server drops the connection right after
+            await asyncio.sleep(0.05)
+            writer.close()
+
+        server, url = await serve(handler)
+        client = UpstreamClient(5)
+        assert (await client.post(url, {}, b"", "e")).body == b"ok"
+        await asyncio.sleep(0.2)
+        assert (await client.post(url, {}, b"", "e")).body == b"ok"
+        assert connections == 2
+        await client.close()
+        server.close()
+
+    run(main())
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"garbage\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+    ],
+)
+def test_broken_responses_are_502(answer: bytes) -> None:
+    async def main() -> None:
+        server, url = await serve(await scripted([answer], close_after=True))
+        client = UpstreamClient(5)
+        with pytest.raises(UpstreamUnavailable) as info:
+            await client.post(url, {}, b"", "endpoint 'e' (provider p)")
+        assert "endpoint 'e' (provider p)" in str(info.value)
+        await client.close()
+        server.close()
+
+    run(main())
+
+
+def test_timeout_and_refused() -> None:
+    async def main() -> None:
+        async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await asyncio.sleep(5)
+
+        server, url = await serve(silent)
+        client = UpstreamClient(0.3)
+        with pytest.raises(UpstreamTimeout):
+            await client.post(url, {}, b"", "e")
+        server.close()
+        await server.wait_closed()
+        with pytest.raises(UpstreamUnavailable, match="connection failed"):
+            await client.post(url, {}, b"", "e")
+        await client.close()
+
+    run(main())
+
+
+def test_header_injection_is_refused_without_echoing_the_value() -> None:
+    async def main() -> None:
+        client = UpstreamClient(1)
+        with pytest.raises(GatewayError) as info:
+            await client.post("http://127.0.0.1:9/x", {"x-api-key": "secret\r\nX-Evil: 1"}, b"", "e")
+        assert "secret" not in str(info.value)
+
+    run(main())
