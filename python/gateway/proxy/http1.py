@@ -114,13 +114,17 @@ class Http1Connection(asyncio.Protocol):
 
     async def iter_body(self) -> AsyncIterator[bytes]:
         while True:
-            while self._chunks:
-                part = self._chunks.popleft()
-                self._queued -= len(part)
-                if self._paused and self._queued < HIGH_WATER // 2 and self.transport is not None:
+            if self._chunks:
+                # everything that arrived since the last read, as one piece: a relay then
+                # parses, re-encodes and writes once per upstream read, not once per chunk
+                part = self._chunks.popleft() if len(self._chunks) == 1 else b"".join(self._chunks)
+                self._chunks.clear()
+                self._queued = 0
+                if self._paused and self.transport is not None:
                     self._paused = False
                     self.transport.resume_reading()
                 yield part
+                continue
             if self._error is not None:
                 raise self._error
             if self._finished:
