@@ -120,3 +120,29 @@ class KeyedTokenBuckets:
         """Give back tokens to `key`'s bucket (no-op for an unknown key)."""
 
     def __len__(self) -> int: ...
+
+# -- AWS event stream ----------------------------------------------------------------------
+
+class EventStreamError(NativeError):
+    """Malformed AWS event stream: bad prelude or message CRC, inconsistent lengths, bad header."""
+
+@final
+class EventStreamParser:
+    """Incremental AWS event-stream (`application/vnd.amazon.eventstream`) parser for one stream.
+
+    Chunks may split a message anywhere. Both CRC32s (prelude and message) are verified.
+    """
+
+    def __init__(self, *, max_message_bytes: int = 16908304) -> None:
+        """`max_message_bytes` (>= 16) bounds one message, else `EventStreamError`."""
+
+    @property
+    def max_message_bytes(self) -> int: ...
+    def feed(self, chunk: bytes) -> list[tuple[dict[str, str], bytes]]:
+        """`(string-valued headers, payload)` of each message completed by `chunk`, in order.
+
+        Headers of other types are parsed and left out. On `EventStreamError` the parser resets.
+        """
+
+    def buffered(self) -> int:
+        """Bytes held for an incomplete trailing message."""
