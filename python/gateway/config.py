@@ -15,7 +15,7 @@ import msgspec
 import yaml
 
 from gateway.errors import ConfigError
-from gateway.providers import ALLOWED_ALIASES, canonical_name, provider_class
+from gateway.providers import ALLOWED_ALIASES, canonical_name, is_plugin, provider_class
 from gateway.providers.base import Provider
 from gateway.secrets import resolve_secret
 from gateway.types import ENDPOINT_TYPES, EndpointType
@@ -201,6 +201,8 @@ def canonical_name_or_self(value: str) -> str:
 
 
 def _provider_config(cls: type[Provider], provider: str, raw: Any) -> Any:
+    if raw is None and is_plugin(provider):
+        raw = {}  # plugin providers may omit `config` (spec §8)
     if raw is None:
         raise ConfigError(
             "model.config: A config must be supplied when setting a provider. "

@@ -39,15 +39,27 @@ MLFLOW_PROVIDERS = {
     "MOCK": "mock",
 }
 ALLOWED_ALIASES = {"amazon-bedrock": "bedrock", "databricks-model-serving": "databricks"}
+BUILTIN_NAMES = frozenset(MLFLOW_PROVIDERS.values())
 
 
 def canonical_name(value: object) -> str:
-    """MLflow matches case-insensitively with '-' and '_' interchangeable."""
+    """MLflow matches case-insensitively with '-' and '_' interchangeable; a plugin provider
+    (providers/plugins.py) matches its entry-point name exactly."""
     if isinstance(value, str):
         member = value.replace("-", "_").upper()
         if member in MLFLOW_PROVIDERS:
             return MLFLOW_PROVIDERS[member]
+        from gateway.providers import plugins  # entry points are read only for a non-built-in name
+
+        if plugins.find(value) is not None:
+            return value
+        raise ConfigError(plugins.unknown_message(value))
     raise ConfigError(f"The provider '{value}' is not supported.")
+
+
+def is_plugin(name: str) -> bool:
+    """Whether a canonical provider name is a plugin's (plugins may omit `config`)."""
+    return name not in BUILTIN_NAMES
 
 
 # canonical name -> "module:Class" of its implementation, imported on first use. A provider
@@ -82,6 +94,10 @@ IMPLEMENTATIONS = {
 def provider_class(name: str) -> type[Provider]:
     target = IMPLEMENTATIONS.get(name)
     if target is None:
+        if is_plugin(name):
+            from gateway.providers import plugins
+
+            return plugins.load(name)
         raise ConfigError(f"provider {name} is not supported yet")
     module_name, _, class_name = target.partition(":")
     try:
