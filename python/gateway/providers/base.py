@@ -201,7 +201,15 @@ class HttpProvider(Provider):
     async def _relay(self, translator: StreamTranslator, stream: Any) -> AsyncIterator[list[Chunk]]:
         try:
             async for events in self.decode_stream(stream.iter_chunks()):
-                batch = [chunk for name, data in events for chunk in translator.event(name, data)]
+                batch: list[Chunk] = []
+                try:
+                    for name, data in events:
+                        batch.extend(translator.event(name, data))
+                except Exception:
+                    # events that arrived in the same read as a failing one still reach the client
+                    if batch:
+                        yield batch
+                    raise
                 if batch:
                     yield batch
             tail = translator.finish()
