@@ -57,7 +57,9 @@ def validate(args: argparse.Namespace) -> int:
     return code
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """`command` is the subcommand about to run: the bench and mock-upstream flags (and their
+    imports) load only for theirs, so `gateway start` stays lean."""
     parser = argparse.ArgumentParser(prog="gateway", description="High-throughput LLM API gateway")
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -82,10 +84,22 @@ def build_parser() -> argparse.ArgumentParser:
         "config_path", nargs="?", help="gateway config file (env: MLFLOW_GATEWAY_CONFIG)"
     )
     validate_cmd.set_defaults(func=validate)
+
+    bench_cmd = commands.add_parser("bench", help="Load-test a gateway or provider URL")
+    mock_cmd = commands.add_parser("mock-upstream", help="Serve a fast mock OpenAI / Anthropic upstream")
+    if command == "bench":
+        from gateway.bench.cli import add_arguments as add_bench_arguments
+
+        add_bench_arguments(bench_cmd)
+    elif command == "mock-upstream":
+        from gateway.mock_upstream.cli import add_arguments as add_mock_upstream_arguments
+
+        add_mock_upstream_arguments(mock_cmd)
     return parser
 
 
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(levelname)s %(name)s: %(message)s")
-    args = build_parser().parse_args(argv)
+    words = sys.argv[1:] if argv is None else argv
+    args = build_parser(words[0] if words else None).parse_args(argv)
     sys.exit(args.func(args))
