@@ -6,9 +6,10 @@ cd "$(dirname "$0")/.."
 python -m pip install --quiet --upgrade pip
 python -m pip install --quiet -e '.[dev]'   # builds the Rust extension (release profile)
 
-echo "== ruff"; ruff check python tests; ruff format --check python tests
+echo "== ruff"; ruff check python tests benches; ruff format --check python tests benches
 echo "== mypy"; mypy
 echo "== cargo fmt"; cargo fmt --check
 echo "== clippy"; cargo clippy --all-targets -- -D warnings
 echo "== cargo test"; cargo test
+command -v redis-server >/dev/null || { apt-get update -qq && apt-get install -y -qq redis-server; }  # limits tests
 echo "== pytest"; python -m pytest -p no:cacheprovider "$@"
