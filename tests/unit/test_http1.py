@@ -194,3 +194,131 @@ def test_header_injection_is_refused_without_echoing_the_value() -> None:
         assert "secret" not in str(info.value)
 
     run(main())
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n-3\r\nabcdef\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0x3\r\nabc\r\n0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\nabc",
+    ],
+)
+def test_hostile_framing_fails_fast(answer: bytes) -> None:
+    """A negative chunk size once spun the worker's event loop forever."""
+
+    async def main() -> None:
+        server, url = await serve(await scripted([answer], close_after=False))
+        client = UpstreamClient(2)
+        with pytest.raises(UpstreamUnavailable):
+            async with asyncio.timeout(1):
+                await client.post(url, {}, b"", "e")
+        await client.close()
+        server.close()
+
+    run(main())
+
+
+def test_no_body_after_204_even_with_junk() -> None:
+    async def main() -> None:
+        sockets: list[int] = []
+        answers = [
+            b"HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\nJUNK!",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+        ]
+        server, url = await serve(await scripted(answers, sockets=sockets))
+        client = UpstreamClient(2)
+        first = await client.post(url, {}, b"", "e")
+        assert (first.status, first.body) == (204, b"")
+        await asyncio.sleep(0.05)
+        assert (await client.post(url, {}, b"", "e")).body == b"ok"
+        assert len(sockets) == 2  # the connection with stray bytes was not reused
+        await client.close()
+        server.close()
+
+    run(main())
+
+
+def test_no_retry_once_an_answer_started() -> None:
+    """A POST the upstream began to answer may have been processed: never send it twice."""
+
+    async def main() -> None:
+        requests = 0
+
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            nonlocal requests
+            while True:
+                try:
+                    await read_request(reader)
+                except asyncio.IncompleteReadError:
+                    break
+                requests += 1
+                if requests == 1:
+                    writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                else:
+                    writer.write(b"HTTP/1.1 20")  # a cut answer on the kept-alive connection
+                    await writer.drain()
+                    break
+                await writer.drain()
+            writer.close()
+
+        server, url = await serve(handler)
+        client = UpstreamClient(2)
+        assert (await client.post(url, {}, b"", "e")).body == b"ok"
+        with pytest.raises(UpstreamUnavailable):
+            await client.post(url, {}, b"", "e")
+        assert requests == 2
+        await client.close()
+        server.close()
+
+    run(main())
+
+
+def test_stream_connection_is_kept_alive_after_done() -> None:
+    """The final empty chunk often comes in its own write, after `data: [DONE]`."""
+
+    async def main() -> None:
+        sockets: list[int] = []
+
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            sockets.append(1)
+            for _ in range(2):
+                await read_request(reader)
+                writer.write(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+                )
+                writer.write(chunked(b"data: [DONE]\n\n")[:-5])  # the data chunk only
+                await writer.drain()
+                await asyncio.sleep(0.05)
+                writer.write(b"0\r\n\r\n")
+                await writer.drain()
+            writer.close()
+
+        server, url = await serve(handler)
+        client = UpstreamClient(2)
+        for _ in range(2):
+            stream = await client.stream(url, {}, b"", "e")
+            chunks = stream.iter_chunks()
+            assert b"[DONE]" in await anext(chunks)
+            await stream.drain()
+        assert len(sockets) == 1
+        await client.close()
+        server.close()
+
+    run(main())
+
+
+def test_ipv6_host_header_has_brackets() -> None:
+    async def main() -> None:
+        seen: list[bytes] = []
+        server = await asyncio.start_server(
+            await scripted([b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"], seen), "::1", 0
+        )
+        port = server.sockets[0].getsockname()[1]
+        client = UpstreamClient(2)
+        await client.post(f"http://[::1]:{port}/x", {}, b"", "e")
+        assert f"Host: [::1]:{port}\r\n".encode() in seen[0]
+        await client.close()
+        server.close()
+
+    run(main())

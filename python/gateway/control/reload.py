@@ -69,6 +69,13 @@ class ConfigWatcher:
         current = self.app.table
         if config.text == current.config.text:
             return False
-        self.app.table = EndpointTable(config, self.app.client, previous=current)
+        try:
+            table = EndpointTable(config, self.app.client, previous=current)
+        except Exception:
+            logger.exception(
+                "building the endpoints of %s failed (still serving the previous one)", self.path
+            )
+            return False
+        self.app.table = table
         logger.info("configuration reloaded from %s: %d endpoints", self.path, len(config.endpoints))
         return True

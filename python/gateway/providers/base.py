@@ -11,7 +11,8 @@ called per request with the client's JSON payload (a dict, already validated). T
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+import asyncio
+from collections.abc import AsyncIterator, Coroutine, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import msgspec
@@ -199,6 +200,7 @@ class HttpProvider(Provider):
         return self._relay(self.translator(self, kind), stream)
 
     async def _relay(self, translator: StreamTranslator, stream: Any) -> AsyncIterator[list[Chunk]]:
+        clean = False
         try:
             async for events in self.decode_stream(stream.iter_chunks()):
                 batch: list[Chunk] = []
@@ -215,12 +217,18 @@ class HttpProvider(Provider):
             tail = translator.finish()
             if tail:
                 yield tail
+            clean = True
         except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
             raise UpstreamUnavailable(
                 f"Malformed stream event from {self.label()}: {type(exc).__name__}: {exc}"
             ) from None
         finally:
-            stream.release()
+            if clean:
+                # finish reading the HTTP framing in the background (the client's [DONE] must
+                # not wait for it) so the upstream connection can be kept alive
+                _background(stream.drain())
+            else:
+                stream.release()
 
     def decode(self, status: int, content_type: str, reason: str, body: bytes) -> Payload:
         """Decode an upstream answer or raise the error MLflow's clients expect (spec §5.1)."""
@@ -243,6 +251,15 @@ class HttpProvider(Provider):
             "The returned data type from the route service is not supported. "
             f"Received content type: {content_type or None}"
         )
+
+
+_BACKGROUND: set[asyncio.Task[None]] = set()
+
+
+def _background(work: Coroutine[Any, Any, None]) -> None:
+    task = asyncio.get_running_loop().create_task(work)
+    _BACKGROUND.add(task)  # the loop keeps only weak references to tasks
+    task.add_done_callback(_BACKGROUND.discard)
 
 
 def upstream_json_error(status: int, reason: str, data: Any) -> UpstreamError:

@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator
 from typing import cast
 
 MAX_HEAD_BYTES = 64 * 1024
+HEX_DIGITS = b"0123456789abcdefABCDEF"
 # pause reading from the upstream when this much streamed body waits for a slow client
 HIGH_WATER = 1024 * 1024
 IDLE_SECONDS = 20.0
@@ -60,6 +61,7 @@ class Http1Connection(asyncio.Protocol):
         self._decoder: zlib._Decompress | None = None
         self._paused = False
         self._keep_alive = False
+        self.answered = False  # any byte of the current response arrived
 
     # -- asyncio.Protocol ----------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -75,6 +77,7 @@ class Http1Connection(asyncio.Protocol):
             self._fail(ProtocolError("the upstream closed the connection before the response ended"))
 
     def data_received(self, data: bytes) -> None:
+        self.answered = True
         try:
             if self._head is not None:
                 self._buffer += data
@@ -95,6 +98,7 @@ class Http1Connection(asyncio.Protocol):
         assert self.transport is not None
         self.requests += 1
         self.reusable = False
+        self.answered = False
         self._buffer.clear()
         self._chunks.clear()
         self._queued = 0
@@ -168,16 +172,16 @@ class Http1Connection(asyncio.Protocol):
         encoding = headers.get("content-encoding", "").lower()
         if encoding in ("gzip", "deflate"):
             self._decoder = zlib.decompressobj(zlib.MAX_WBITS | 32)
-        if "chunked" in headers.get("transfer-encoding", "").lower():
+        if status in (204, 304):  # never a body, whatever the headers say (RFC 9112 §6.3)
+            self._body_mode, self._remaining = "length", 0
+        elif "chunked" in headers.get("transfer-encoding", "").lower():
             self._body_mode, self._chunk_state = "chunked", 0
         elif "content-length" in headers:
-            try:
-                self._remaining = int(headers["content-length"])
-            except ValueError:
-                raise ProtocolError("invalid Content-Length") from None
+            declared = headers["content-length"]
+            if not declared.isdigit() or len(declared) > 15:
+                raise ProtocolError("invalid Content-Length")
+            self._remaining = int(declared)
             self._body_mode = "length"
-        elif status in (204, 304):
-            self._body_mode, self._remaining = "length", 0
         else:
             self._body_mode, keep_alive = "close", False
         self._keep_alive = keep_alive
@@ -190,12 +194,17 @@ class Http1Connection(asyncio.Protocol):
             self._body(rest)
 
     def _body(self, data: bytes) -> None:
+        if self._finished:  # bytes past the end of the response: do not trust the connection
+            self._keep_alive = self.reusable = False
+            return
         if self._body_mode == "length":
             take = data[: self._remaining]
             self._remaining -= len(take)
             self._push(take)
             if self._remaining == 0:
                 self._finish()
+                if len(data) > len(take):
+                    self._keep_alive = self.reusable = False  # bytes past the framed body
         elif self._body_mode == "chunked":
             self._buffer += data
             self._parse_chunks()
@@ -211,10 +220,11 @@ class Http1Connection(asyncio.Protocol):
                     if len(buffer) > 1024:
                         raise ProtocolError("malformed chunk size")
                     return
-                try:
-                    size = int(bytes(buffer[:end]).split(b";", 1)[0], 16)
-                except ValueError:
-                    raise ProtocolError("malformed chunk size") from None
+                digits = bytes(buffer[:end]).split(b";", 1)[0].strip()
+                # hex digits only: int(x, 16) would also take "-3", "0x1f" or "1_0"
+                if not digits or len(digits) > 15 or digits.strip(HEX_DIGITS):
+                    raise ProtocolError("malformed chunk size")
+                size = int(digits, 16)
                 del buffer[: end + 2]
                 self._remaining = size
                 self._chunk_state = 1 if size else 3
@@ -290,11 +300,13 @@ class Http1Pool:
         self.connect_timeout = connect_timeout
         self._idle: dict[tuple[str, str, int], list[Http1Connection]] = {}
 
-    async def acquire(self, origin: tuple[str, str, int]) -> tuple[Http1Connection, bool]:
-        """An idle connection if one is alive (reused=True), else a new one."""
+    async def acquire(
+        self, origin: tuple[str, str, int], fresh: bool = False
+    ) -> tuple[Http1Connection, bool]:
+        """An idle connection if one is alive (reused=True), else (or when `fresh`) a new one."""
         idle = self._idle.get(origin)
         now = time.monotonic()
-        while idle:
+        while idle and not fresh:
             conn = idle.pop()
             if not conn.closed and now - conn.idle_since < IDLE_SECONDS:
                 return conn, True
@@ -310,8 +322,12 @@ class Http1Pool:
 
     def release(self, conn: Http1Connection) -> None:
         if conn.reusable and not conn.closed:
-            conn.idle_since = time.monotonic()
+            now = time.monotonic()
+            conn.idle_since = now
             idle = self._idle.setdefault(conn.origin, [])
+            # the oldest idle connections sit at the front: drop the expired ones
+            while idle and (idle[0].closed or now - idle[0].idle_since >= IDLE_SECONDS):
+                idle.pop(0).abort()
             if len(idle) < MAX_IDLE_PER_ORIGIN:
                 idle.append(conn)
                 return

@@ -60,6 +60,7 @@ class UpstreamStream:
         self._release = release
         self._label = label
         self._timeout = timeout
+        self._released = False
 
     async def read_all(self) -> bytes:
         try:
@@ -78,8 +79,25 @@ class UpstreamStream:
                         return
                 yield chunk
 
+    async def drain(self, seconds: float = 0.25, most: int = 65536) -> None:
+        """Once the event stream has ended by its own marker (`data: [DONE]`), read what is left
+        of the HTTP framing (typically the final empty chunk) so the connection can be kept
+        alive, then release it. Bounded in time and bytes; anything odd just closes it."""
+        read = 0
+        try:
+            async with asyncio.timeout(seconds):
+                async for chunk in self._chunks:
+                    read += len(chunk)
+                    if read > most:
+                        break
+        except (TimeoutError, OSError, ProtocolError, aiohttp.ClientError):
+            pass
+        self.release()
+
     def release(self) -> None:
-        self._release()
+        if not self._released:  # releasing twice would pool one connection twice
+            self._released = True
+            self._release()
 
 
 class UpstreamClient:
@@ -142,13 +160,15 @@ class UpstreamClient:
     ) -> tuple[Http1Connection, ResponseHead]:
         request = b"".join((head, _header_block(headers, len(body)), body))
         for attempt in (1, 2):
-            conn, reused = await self._pool.acquire(origin)
+            conn, reused = await self._pool.acquire(origin, fresh=attempt == 2)
             try:
                 return conn, await conn.send(request)
             except ProtocolError:
                 conn.abort()
-                # a kept-alive connection the server closed meanwhile: retry once on a new one
-                if reused and attempt == 1:
+                # a kept-alive connection the server had closed before answering anything:
+                # the request never reached it, so once more on a new connection. After any
+                # byte of an answer the POST may have been processed (and billed): no retry.
+                if reused and not conn.answered and attempt == 1:
                     continue
                 raise
             except BaseException:
@@ -168,7 +188,8 @@ class UpstreamClient:
         port = parts.port or default_port
         origin = (parts.scheme, parts.hostname, port)
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        host = parts.hostname if port == default_port else f"{parts.hostname}:{port}"
+        name = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname  # IPv6 literal
+        host = name if port == default_port else f"{name}:{port}"
         head = f"POST {path} HTTP/1.1\r\nHost: {host}\r\n".encode("latin-1")
         if len(self._targets) < 10_000:  # URLs are per endpoint; bound it anyway
             self._targets[url] = (origin, head)
@@ -228,9 +249,13 @@ def _failures(label: str, timeout: float, waited: str) -> Iterator[None]:
 
 def bypasses_proxy(host: str, no_proxy: str) -> bool:
     """curl's NO_PROXY rules: '*', an exact host, or a domain suffix (with or without a dot)."""
-    host = host.lower()
+    host = host.lower().strip("[]")
     for entry in no_proxy.lower().replace(" ", "").split(","):
-        entry = entry.split(":")[0].lstrip(".")
+        if entry.startswith("["):  # [v6] or [v6]:port
+            entry = entry[1:].split("]")[0]
+        elif entry.count(":") == 1:  # host:port
+            entry = entry.split(":")[0]
+        entry = entry.lstrip(".")
         if entry == "*" or (entry and (host == entry or host.endswith("." + entry))):
             return True
     return False

@@ -31,12 +31,13 @@ _TYPE_NAMES = {
 
 
 def decode_json_object(body: bytes, content_type: str | None) -> Payload:
-    if not content_type or "json" not in content_type:
-        raise _body_error("model_attributes_type", NOT_AN_OBJECT, body.decode("utf-8", "replace"))
     if not body:
         raise RequestValidationError(
             [{"type": "missing", "loc": ["body"], "msg": "Field required", "input": None}]
         )
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    if media != "application/json" and not media.endswith("+json"):
+        raise _body_error("model_attributes_type", NOT_AN_OBJECT, body.decode("utf-8", "replace"))
     try:
         payload = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
