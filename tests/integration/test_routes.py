@@ -199,3 +199,28 @@ def test_sse_framing(http):
     first = json.loads(events[0][len("data: ") :])
     assert first["object"] == "chat.completion.chunk" and first["provider"] == "openai"
     assert first["choices"][0]["delta"] == {"role": "assistant", "content": "Hello", "tool_calls": None}
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "allow"),
+    [
+        ("GET", "/endpoints/chat/invocations", 405, "POST"),
+        ("PUT", "/gateway/chat/invocations", 405, "POST"),
+        ("GET", "/endpoints/unknown/invocations", 404, None),
+        ("GET", "/v1/chat/completions", 405, "POST"),
+        ("DELETE", "/v1/embeddings", 405, "POST"),
+        ("POST", "/api/2.0/endpoints/unknown", 405, "GET"),
+        ("POST", "/health", 405, "GET"),
+        ("OPTIONS", "/api/2.0/endpoints/", 405, "GET"),
+        ("GET", "/api/2.0/endpoints/limits/", 405, "POST"),
+        ("POST", "/docs", 405, "GET"),
+    ],
+)
+def test_wrong_methods(http, method, path, status, allow):
+    response = http.request(method, path, json={})
+    assert response.status_code == status
+    if allow:
+        assert response.headers["allow"] == allow
+        assert response.json()["detail"] == "Method Not Allowed"
+    else:
+        assert response.json()["detail"] == "Not Found"

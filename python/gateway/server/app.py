@@ -97,9 +97,14 @@ class GatewayApp:
             await send_json(send, 500, {"detail": "Internal server error: see the gateway log."})
 
     def no_route(self, method: str, path: str) -> GatewayError:
-        if method == "GET" and (path in OPENAI_ROUTES or invocation_name(path) is not None):
+        """A path that exists under another method gets 405 with `allow`; any other 404.
+        Invocation paths exist only for configured names, as in MLflow."""
+        name = invocation_name(path)
+        if name is not None:
+            return MethodNotAllowed("POST") if name in self.table.invocable else NotFound("Not Found")
+        if path in OPENAI_ROUTES or path in catalog.LIMIT_POSTS:
             return MethodNotAllowed("POST")
-        if method == "POST" and (path in self.get_routes or catalog.dynamic_get(self, path) is not None):
+        if path in self.get_routes or catalog.is_get_path(path) or docs.is_docs_path(path):
             return MethodNotAllowed("GET")
         return NotFound("Not Found")
 

@@ -131,6 +131,23 @@ def dynamic_get(app: GatewayApp, path: str, query: bytes = b"") -> tuple[int, An
     return None
 
 
+GET_LISTS = ("/api/2.0/endpoints/", "/api/2.0/gateway/routes/")
+GET_PREFIXES = (
+    "/api/2.0/endpoints/limits/",
+    "/api/2.0/gateway/limits/",
+    "/api/2.0/endpoints/",
+    "/api/3.0/gateway/endpoint/",
+    "/api/2.0/gateway/routes/",
+    "/api/3.0/gateway/route/",
+    "/v1/models/",
+)
+
+
+def is_get_path(path: str) -> bool:
+    """Whether a GET route has this shape, whatever names exist (for 405 versus 404)."""
+    return path in GET_LISTS or any(_tail(path, prefix) is not None for prefix in GET_PREFIXES)
+
+
 def _tail(path: str, prefix: str) -> str | None:
     if path.startswith(prefix):
         rest = path[len(prefix) :]

@@ -29,6 +29,13 @@ presets: [SwaggerUIBundle.presets.apis], layout: "BaseLayout", deepLinking: true
 </body></html>"""
 
 
+DOCS_PATHS = ("/", "/docs", "/docs/", "/redoc", "/openapi.json", "/favicon.ico")
+
+
+def is_docs_path(path: str) -> bool:
+    return path in DOCS_PATHS or path.startswith(ASSET_PREFIX)
+
+
 async def serve(path: str, send: Send) -> bool:
     if path == "/":
         await send(
