@@ -146,3 +146,110 @@ class EventStreamParser:
 
     def buffered(self) -> int:
         """Bytes held for an incomplete trailing message."""
+
+# -- rate limits shared by the worker processes of one instance --------------------------
+
+class LimitTableError(NativeError):
+    """The shared rate-limit table cannot serve: full, or not a valid table file."""
+
+# `(allowed, remaining whole tokens, retry_after seconds, reset seconds)`: retry_after is the
+# wait until the refused request would fit (for an admitted one, until one more token is
+# there, 0.0 while any remain); reset is the wait until the bucket is full again.
+Verdict = tuple[bool, int, float, float]
+
+@final
+class SharedLimits:
+    """A memory-mapped table of token buckets and in-flight counters (rust/src/ratelimit/shared.rs).
+
+    Every worker mapping the same file shares every bucket: a decision is a few lock-free
+    atomic operations (CAS on a one-word GCRA state) on the mapping. Buckets are found by a
+    keyed SipHash of their name (client keys are never stored raw). Buckets without a client
+    key are pinned to their slot; per-client buckets are evicted, most refilled first, when
+    their probe window is full.
+    """
+
+    max_workers: Final[int]
+
+    @staticmethod
+    def create(path: str, bucket_slots: int = 65536, concurrency_slots: int = 1024) -> SharedLimits:
+        """Create the file (which must not exist, mode 0600) and map it. Slots: powers of two."""
+
+    @staticmethod
+    def open(path: str) -> SharedLimits:
+        """Map a file made by `create`; `LimitTableError` if it is not one."""
+
+    @staticmethod
+    def private(bucket_slots: int = 65536, concurrency_slots: int = 1024) -> SharedLimits:
+        """A table visible to this process only."""
+
+    @property
+    def path(self) -> str | None: ...
+    @property
+    def bucket_slots(self) -> int: ...
+    @property
+    def concurrency_slots(self) -> int: ...
+    @property
+    def worker_index(self) -> int | None: ...
+    def register_worker(self, ident: int) -> int:
+        """Claim a worker record for this handle (`ident` != 0 names the process)."""
+
+    def workers(self) -> list[tuple[int, int]]:
+        """`(index, ident)` of every claimed worker record."""
+
+    def reap_worker(self, index: int, ident: int) -> int | None:
+        """Free a dead worker's record, giving back its in-flight places (how many), or None
+        if the record no longer holds `ident`."""
+
+    def occupancy(self) -> tuple[int, int]:
+        """`(bucket slots, concurrency slots)` in use."""
+
+    def bucket(self, name: str, capacity: int, period_seconds: float) -> SharedBucket:
+        """The bucket `name` (one for everyone); `capacity` tokens refilled over the period."""
+
+    def keyed_bucket(self, name: str, capacity: int, period_seconds: float) -> KeyedSharedBucket: ...
+    def concurrency(self, name: str, limit: int) -> SharedConcurrency: ...
+
+@final
+class SharedBucket:
+    """Starts full; `capacity` tokens at once, one more every `period / capacity`."""
+
+    @property
+    def capacity(self) -> int: ...
+    @property
+    def period_seconds(self) -> float: ...
+    def try_acquire(self, n: int = 1) -> Verdict:
+        """Take `n` tokens if all are there; a refusal takes nothing."""
+
+    def refund(self, n: int) -> None:
+        """Give `n` tokens back (never beyond full)."""
+
+    def charge(self, n: int) -> None:
+        """Take `n` tokens unconditionally (usage known after the fact; may leave debt)."""
+
+    def peek(self) -> Verdict: ...
+
+@final
+class KeyedSharedBucket:
+    """One `SharedBucket` per client key, created full on first use."""
+
+    @property
+    def capacity(self) -> int: ...
+    @property
+    def period_seconds(self) -> float: ...
+    def try_acquire(self, key: str, n: int = 1) -> Verdict: ...
+    def refund(self, key: str, n: int) -> None: ...
+    def charge(self, key: str, n: int) -> None: ...
+    def peek(self, key: str) -> Verdict: ...
+
+@final
+class SharedConcurrency:
+    """In-flight requests under one name, capped at `limit` (exact: CAS on the total)."""
+
+    @property
+    def limit(self) -> int: ...
+    @property
+    def in_flight(self) -> int: ...
+    def try_enter(self) -> tuple[bool, int]:
+        """`(entered, in flight)`; a refusal takes nothing."""
+
+    def leave(self) -> None: ...

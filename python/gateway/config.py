@@ -7,6 +7,7 @@ route and field they concern.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from typing import Any
@@ -20,6 +21,7 @@ from gateway.providers.base import Provider
 from gateway.secrets import resolve_secret
 from gateway.types import ENDPOINT_TYPES, EndpointType
 
+logger = logging.getLogger("gateway.config")
 NAME_PATTERN = re.compile(r"^[a-zA-Z0-9_\-\.]+$")
 PERIOD_PATTERN = re.compile(r"^\s*(\d+)?\s*(second|minute|hour|day|month|year)s?\s*$", re.IGNORECASE)
 # the `limits` library's granularities (a month is 30 days, a year 12 of them)
@@ -37,9 +39,15 @@ DUPLICATE_NAMES = (
 class LimitConfig(msgspec.Struct, frozen=True):
     calls: int
     renewal_period: str
-    key: str | None
+    key: str | None  # as written, echoed by the endpoint API
     period_seconds: float
     description: str  # "N per M unit", as MLflow's 429 body renders it
+    tokens: int | None = None  # model tokens per period, reconciled with reported usage
+    concurrency: int | None = None  # requests in flight at once
+    # whom one counter serves: "endpoint" (everyone), "ip", "consumer" or "header"
+    scope: str = "endpoint"
+    header: str | None = None  # lower-case request header for scope "header"
+    unit: str = ""  # "M unit" of the period, as in "1 minute"
 
 
 class EndpointConfig(msgspec.Struct, frozen=True):
@@ -62,12 +70,15 @@ class RouteConfig(msgspec.Struct, frozen=True):
     task_type: EndpointType
     destinations: tuple[Destination, ...]
     routing_strategy: str = "TRAFFIC_SPLIT"
+    limit: LimitConfig | None = None  # on top of each destination's own limit
 
 
 class GatewayConfig(msgspec.Struct, frozen=True):
     endpoints: tuple[EndpointConfig, ...]
     routes: tuple[RouteConfig, ...]
     text: str
+    limits_storage: str | None = None  # redis URI shared by many hosts; None = this host's memory
+    limits_failure_mode: str = "open"  # when that storage is unreachable: "open" or "closed"
 
 
 def load_config(path: str) -> GatewayConfig:
@@ -106,7 +117,14 @@ def parse_config(text: str, path: str = "<config>") -> GatewayConfig:
     by_name = {e.name: e for e in endpoints}
     for route in routes:
         _check_route(route, by_name)
-    return GatewayConfig(endpoints=endpoints, routes=routes, text=text)
+    storage, failure_mode = _limits_storage(raw)
+    return GatewayConfig(
+        endpoints=endpoints,
+        routes=routes,
+        text=text,
+        limits_storage=storage,
+        limits_failure_mode=failure_mode,
+    )
 
 
 def _where(kind: str, item: Any, index: int) -> str:
@@ -249,13 +267,85 @@ def _limit(raw: Any) -> LimitConfig | None:
         raise ConfigError(f"limit: {LIMIT_ERROR}")
     if key is not None and not isinstance(key, str):
         raise ConfigError("limit.key: Input should be a valid string")
+    scope, header = _limit_scope(key)
     return LimitConfig(
         calls=calls,
         renewal_period=str(period),
         key=key,
         period_seconds=float(multiplier * PERIOD_SECONDS[unit]),
         description=f"{calls} per {multiplier} {unit}",
+        tokens=_positive(raw.get("tokens"), "limit.tokens"),
+        concurrency=_positive(raw.get("concurrency"), "limit.concurrency"),
+        scope=scope,
+        header=header,
+        unit=f"{multiplier} {unit}",
     )
+
+
+# `limit.key` values: MLflow accepts any string and ignores it; here it picks whom a counter serves
+LIMIT_SCOPES = {
+    "endpoint": "endpoint",
+    "global": "endpoint",
+    "ip": "ip",
+    "client_ip": "ip",
+    "remote_address": "ip",
+    "consumer": "consumer",
+    "user": "consumer",
+}
+
+
+def _limit_scope(key: str | None) -> tuple[str, str | None]:
+    if key is None or not key.strip():
+        return "endpoint", None
+    word = key.strip()
+    if word.lower().startswith("header:"):
+        name = word[len("header:") :].strip()
+        if name and re.fullmatch(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+", name):
+            return "header", name.lower()
+        raise ConfigError(f"limit.key: '{key}' names no valid header; use header:<Name>")
+    if word.lower() in LIMIT_SCOPES:
+        return LIMIT_SCOPES[word.lower()], None
+    # MLflow accepts any string here and ignores it: a drop-in config must still load
+    logger.warning(
+        "limit.key '%s' is not one of endpoint, ip, consumer, header:<Name>; counting per endpoint",
+        key,
+    )
+    return "endpoint", None
+
+
+def _positive(value: Any, field: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ConfigError(f"{field}: Input should be a positive integer")
+    return value
+
+
+STORAGE_ENV = "MLFLOW_GATEWAY_RATE_LIMITS_STORAGE_URI"
+STORAGE_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
+def _limits_storage(raw: dict[str, Any]) -> tuple[str | None, str]:
+    """`limits_storage` (else MLflow's env variable): a Redis URI shares limits between hosts;
+    unset or memory:// keeps them in this host's shared memory."""
+    uri = raw.get("limits_storage")
+    source = "limits_storage"
+    if uri is None:
+        uri, source = os.environ.get(STORAGE_ENV) or None, STORAGE_ENV
+    if uri is not None and (not isinstance(uri, str) or not uri.strip()):
+        raise ConfigError(f"{source}: Input should be a URI string")
+    if uri is not None and uri.strip().startswith("memory://"):
+        uri = None
+    if uri is not None and not uri.strip().startswith(STORAGE_SCHEMES):
+        scheme = uri.split("://", 1)[0] if "://" in uri else uri[:20]
+        raise ConfigError(
+            f"{source}: storage '{scheme}' is not supported; use redis://, rediss:// or unix:// "
+            "(Redis, shared by every host) or memory:// (this host's workers)"
+        )
+    mode = raw.get("limits_failure_mode", "open")
+    if mode not in ("open", "closed"):
+        raise ConfigError("limits_failure_mode: Input should be 'open' or 'closed'")
+    return (uri.strip() if uri else None), mode
 
 
 def _route(item: Any, index: int) -> RouteConfig:
@@ -283,8 +373,16 @@ def _route(item: Any, index: int) -> RouteConfig:
         if isinstance(percentage, bool) or not isinstance(percentage, int):
             raise ConfigError(f"{where}: destinations.traffic_percentage: Input should be a valid integer")
         destinations.append(Destination(name=dest["name"], traffic_percentage=percentage))
+    try:
+        limit = _limit(item.get("limit"))
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
     return RouteConfig(
-        name=name, task_type=task_type, destinations=tuple(destinations), routing_strategy=strategy
+        name=name,
+        task_type=task_type,
+        destinations=tuple(destinations),
+        routing_strategy=strategy,
+        limit=limit,
     )
 
 

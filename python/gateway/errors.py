@@ -6,7 +6,8 @@
     ├── NotFound                  404
     ├── MethodNotAllowed          405
     ├── PayloadTooLarge           413
-    ├── RateLimited               429, {"error": "Rate limit exceeded: ..."} + Retry-After
+    ├── RateLimited               429, {"error": "Rate limit exceeded: ..."} + Retry-After, RateLimit-*
+    ├── LimitsUnavailable         503, rate-limit storage down and limits_failure_mode: closed
     ├── NotImplementedByProvider  501
     └── UpstreamError             the upstream's own status, message passed through
         ├── UpstreamUnavailable   502, connection refused / malformed upstream body
@@ -104,17 +105,26 @@ class RateLimited(GatewayError):
     status = 429
     error_type = "rate_limit_error"
 
-    def __init__(self, description: str, retry_after: float) -> None:
+    def __init__(
+        self, description: str, retry_after: float, extra: list[tuple[bytes, bytes]] | None = None
+    ) -> None:
         super().__init__(f"Rate limit exceeded: {description}")
         self.retry_after = retry_after
+        self.extra = extra or []  # RateLimit-Limit / -Remaining / -Reset
 
     def headers(self) -> list[tuple[bytes, bytes]]:
-        return [(b"retry-after", str(max(1, int(self.retry_after + 0.999))).encode())]
+        return [(b"retry-after", str(max(1, int(self.retry_after + 0.999))).encode()), *self.extra]
 
     def body(self, openai_style: bool = False) -> bytes:
+        # MLflow's body; /v1 (which MLflow never limits) gets the OpenAI error object instead
         if openai_style:
-            return orjson.dumps({"error": self.detail} | {"detail": self.detail})
+            return super().body(openai_style)
         return orjson.dumps({"error": self.detail})
+
+
+class LimitsUnavailable(GatewayError):
+    status = 503
+    error_type = "service_unavailable"
 
 
 class NotImplementedByProvider(GatewayError):

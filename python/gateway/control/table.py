@@ -7,8 +7,8 @@ import random
 import time
 from typing import Any
 
-from gateway.config import EndpointConfig, GatewayConfig, RouteConfig
-from gateway.control.limits import EndpointLimiter
+from gateway.config import EndpointConfig, GatewayConfig, LimitConfig, RouteConfig
+from gateway.control.limits import CombinedLimiter, Limiter, build_limiter
 from gateway.providers.base import Provider
 from gateway.proxy.upstream import UpstreamClient
 from gateway.types import EndpointType
@@ -19,7 +19,7 @@ class Target:
 
     __slots__ = ("config", "endpoint_type", "limiter", "name", "provider")
 
-    def __init__(self, config: EndpointConfig, provider: Provider, limiter: EndpointLimiter | None) -> None:
+    def __init__(self, config: EndpointConfig, provider: Provider, limiter: Limiter | None) -> None:
         self.config = config
         self.name = config.name
         self.endpoint_type: EndpointType = config.endpoint_type
@@ -30,13 +30,18 @@ class Target:
 class TrafficRoute:
     """Picks one destination per request with probability proportional to its percentage."""
 
-    __slots__ = ("config", "endpoint_type", "name", "_cumulative", "_targets")
+    __slots__ = ("config", "endpoint_type", "limiter", "name", "_cumulative", "_targets")
 
-    def __init__(self, config: RouteConfig, targets: dict[str, Target]) -> None:
+    def __init__(
+        self, config: RouteConfig, targets: dict[str, Target], limiter: Limiter | None = None
+    ) -> None:
         self.config = config
         self.name = config.name
         self.endpoint_type: EndpointType = config.task_type
-        self._targets = [targets[d.name] for d in config.destinations if d.traffic_percentage > 0]
+        self.limiter = limiter
+        self._targets = [
+            _under_route(targets[d.name], limiter) for d in config.destinations if d.traffic_percentage > 0
+        ]
         total = 0
         self._cumulative = []
         for dest in config.destinations:
@@ -61,8 +66,16 @@ class EndpointTable:
         self.targets: dict[str, Target] = {}
         for endpoint in config.endpoints:
             provider = endpoint.provider_class(endpoint, client)
-            self.targets[endpoint.name] = Target(endpoint, provider, _limiter(endpoint, previous))
-        self.routes = {route.name: TrafficRoute(route, self.targets) for route in config.routes}
+            old = previous.targets.get(endpoint.name) if previous else None
+            old_limiter = old.limiter if old is not None else None
+            limiter = _limiter(f"endpoint|{endpoint.name}", endpoint.limit, config, old_limiter)
+            self.targets[endpoint.name] = Target(endpoint, provider, limiter)
+        self.routes: dict[str, TrafficRoute] = {}
+        for route in config.routes:
+            old_route = previous.routes.get(route.name) if previous else None
+            old_limiter = old_route.limiter if old_route is not None else None
+            limiter = _limiter(f"route|{route.name}", route.limit, config, old_limiter)
+            self.routes[route.name] = TrafficRoute(route, self.targets, limiter)
         self.invocable: dict[str, Target | TrafficRoute] = {**self.targets, **self.routes}
 
     def resolve(self, name: str) -> Target | None:
@@ -87,11 +100,16 @@ class EndpointTable:
         return models
 
 
-def _limiter(endpoint: EndpointConfig, previous: EndpointTable | None) -> EndpointLimiter | None:
-    if endpoint.limit is None:
-        return None
-    old = previous.targets.get(endpoint.name) if previous else None
+def _limiter(
+    owner: str, limit: LimitConfig | None, config: GatewayConfig, previous: Limiter | None
+) -> Limiter | None:
     # a reload keeps the counters of endpoints whose limit did not change
-    if old is not None and old.limiter is not None and old.limiter.same_limit(endpoint.limit):
-        return old.limiter
-    return EndpointLimiter(endpoint.limit)
+    return build_limiter(owner, limit, config, previous) if limit is not None else None
+
+
+def _under_route(target: Target, route_limiter: Limiter | None) -> Target:
+    """A destination as reached through a route with its own limit: both limits apply."""
+    if route_limiter is None:
+        return target
+    limiter = route_limiter if target.limiter is None else CombinedLimiter(route_limiter, target.limiter)
+    return Target(target.config, target.provider, limiter)

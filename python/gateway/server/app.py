@@ -115,7 +115,7 @@ class GatewayApp:
         if target is None:
             raise NotFound("Not Found")
         payload = await self.read_payload(scope, receive, target.endpoint_type)
-        await self.dispatch(receive, send, target, payload)
+        await self.dispatch(scope, receive, send, target, payload)
 
     async def openai_invocation(self, scope: Scope, receive: Receive, send: Send, kind: EndpointType) -> None:
         payload = await self.read_payload(scope, receive, kind)
@@ -133,7 +133,7 @@ class GatewayApp:
         if target.endpoint_type != kind:
             raise BadRequest(f"Endpoint '{name}' is not {KIND_WORD[kind]} endpoint.")
         payload["model"] = None  # the endpoint's configured model applies
-        await self.dispatch(receive, send, target, payload)
+        await self.dispatch(scope, receive, send, target, payload)
 
     async def read_payload(self, scope: Scope, receive: Receive, kind: EndpointType) -> Payload:
         body = await read_body(scope, receive, self.max_body)
@@ -141,18 +141,38 @@ class GatewayApp:
         validate_payload(payload, kind)
         return payload
 
-    async def dispatch(self, receive: Receive, send: Send, target: Target, payload: Payload) -> None:
-        if target.limiter is not None:
-            target.limiter.acquire()
+    async def dispatch(
+        self, scope: Scope, receive: Receive, send: Send, target: Target, payload: Payload
+    ) -> None:
         kind = target.endpoint_type
-        if payload.get("stream") is True and kind != EMBEDDINGS:
-            stream = await target.provider.open_stream(kind, payload)
-            await relay_stream(receive, send, stream)
-        else:
-            await send_json(send, 200, await target.provider.invoke(kind, payload))
+        streaming = payload.get("stream") is True and kind != EMBEDDINGS
+        if target.limiter is None:
+            if streaming:
+                await relay_stream(receive, send, await target.provider.open_stream(kind, payload))
+            else:
+                await send_json(send, 200, await target.provider.invoke(kind, payload))
+            return
+        # limits are decided before the provider is called and settled once the response or
+        # stream has ended, however it ended (tokens reconciled, concurrency place given back)
+        grant = await target.limiter.admit(scope, kind, payload)
+        try:
+            if streaming:
+                stream = await target.provider.open_stream(kind, payload)
+                await relay_stream(receive, send, grant.meter.watch(stream), [*SSE_HEADERS, *grant.headers])
+            else:
+                response = await target.provider.invoke(kind, payload)
+                grant.meter.response(response)
+                await send_json(send, 200, response, grant.headers)
+        finally:
+            grant.settle()
 
 
-async def relay_stream(receive: Receive, send: Send, stream: AsyncIterator[list[Chunk]]) -> None:
+async def relay_stream(
+    receive: Receive,
+    send: Send,
+    stream: AsyncIterator[list[Chunk]],
+    headers: list[tuple[bytes, bytes]] = SSE_HEADERS,
+) -> None:
     """Headers go out only once the upstream has accepted the stream; a failure after that
     becomes an OpenAI-style error event, then the stream closes. A client that goes away
     cancels the relay, which closes the upstream stream at once."""
@@ -160,7 +180,7 @@ async def relay_stream(receive: Receive, send: Send, stream: AsyncIterator[list[
     assert relay is not None
     gone = asyncio.Event()
     watcher = asyncio.get_running_loop().create_task(_watch_disconnect(receive, relay, gone))
-    await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
     try:
         async for batch in stream:
             await send({"type": "http.response.body", "body": encode_chunks(batch), "more_body": True})

@@ -8,6 +8,7 @@ import os
 from granian import Granian
 from granian.constants import HTTPModes, Interfaces, Loops
 
+from gateway.control.limits import host_table_file
 from gateway.server.process import mark_supervisor
 
 # seconds a stopping worker may spend finishing in-flight requests and streams
@@ -32,4 +33,6 @@ def serve(config_path: str, host: str, port: int, workers: int, log_level: str =
         respawn_failed_workers=True,
         workers_kill_timeout=DRAIN_SECONDS,
     )
-    server.serve()
+    # the rate-limit table every worker maps, created before they are spawned
+    with host_table_file():
+        server.serve()

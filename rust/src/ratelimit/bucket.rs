@@ -95,13 +95,20 @@ pub struct Decision {
     pub allowed: bool,
     /// Whole tokens left after the decision.
     pub remaining: u64,
-    /// Time until at least one token is available (0 if `remaining >= 1`).
+    /// Time until at least one token is available (0 if `remaining >= 1`);
+    /// for a refusal, until the refused request would fit.
     pub retry_after_ns: u64,
+    /// Time until the bucket is full again (0 if it is full).
+    pub reset_ns: u64,
 }
 
 impl Decision {
     pub fn retry_after_secs(&self) -> f64 {
         self.retry_after_ns as f64 / NANOS_PER_SEC
+    }
+
+    pub fn reset_secs(&self) -> f64 {
+        self.reset_ns as f64 / NANOS_PER_SEC
     }
 }
 
@@ -176,10 +183,15 @@ impl BucketState {
             let missing = u128::from(rate.period_ns) - self.units;
             u64::try_from(missing.div_ceil(u128::from(rate.capacity))).unwrap_or(u64::MAX)
         };
+        // Units missing for a full bucket, at `capacity` units per ns.
+        let missing = rate.full() - self.units.min(rate.full());
+        let reset_ns =
+            u64::try_from(missing.div_ceil(u128::from(rate.capacity))).unwrap_or(u64::MAX);
         Decision {
             allowed,
             remaining,
             retry_after_ns,
+            reset_ns,
         }
     }
 }

@@ -124,5 +124,6 @@ impl PyKeyedTokenBuckets {
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyTokenBucket>()?;
     m.add_class::<PyKeyedTokenBuckets>()?;
+    super::py_shared::register(m)?;
     Ok(())
 }
