@@ -94,6 +94,7 @@ def test_redis_down_fails_open_with_a_warning_and_recovers(start_gateway, redis_
     redis_server.start()  # same port, empty: counting starts afresh
     assert wait_for(lambda: _statuses_while(gateway, 1) == [429], 20), gateway.log()
     assert "answers again" in gateway.log()
+    time.sleep(1.0)  # both workers past their 0.5 s back-off
     redis_server.flush()
     assert _statuses_while(gateway, 4) == [200, 200, 200, 429]
 
@@ -117,4 +118,6 @@ def test_redis_down_fails_closed_with_503_and_recovers(start_gateway, redis_serv
 
     redis_server.start()
     assert wait_for(lambda: _statuses_while(gateway, 1) == [200], 20), gateway.log()
+    # one worker answered; the other may still sit in its 0.5 s back-off after a failed try
+    time.sleep(1.0)
     assert _statuses_while(gateway, 3) == [200, 200, 429]
