@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 
-import httpx
 import openai
 import pytest
 
@@ -14,6 +13,7 @@ from gateway.config import parse_config
 from gateway.errors import ConfigError
 from tests.conftest import free_port, launch
 from tests.providers.ai21_upstream import ERRORS, KEY, USAGE, AI21Upstream
+from tests.support.client import invoke
 
 CHAT = {"messages": [{"role": "user", "content": "hi"}]}
 PROMPT = {"prompt": "Say hello"}
@@ -57,16 +57,6 @@ def gateway(upstream, tmp_path_factory):
     process = launch(tmp_path_factory.mktemp("ai21"), "endpoints:" + "".join(endpoints), env=env)
     yield process
     process.stop()
-
-
-@pytest.fixture(scope="module")
-def http(gateway):
-    with httpx.Client(base_url=gateway.url, timeout=20) as client:
-        yield client
-
-
-def invoke(http, name, body):
-    return http.post(f"/endpoints/{name}/invocations", json=body)
 
 
 def stream(http, name, body):

@@ -7,12 +7,12 @@ import json
 import subprocess
 import sys
 
-import httpx
 import openai
 import pytest
 
 from tests.conftest import free_port, launch
 from tests.providers.anthropic_upstream import AnthropicUpstream
+from tests.support.client import invoke
 
 KEY = "sk-ant-test-secret"
 HELLO = "Hello from Claude — ünïcødé ✓"
@@ -92,18 +92,8 @@ def gateway(upstream, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def http(gateway):
-    with httpx.Client(base_url=gateway.url, timeout=20) as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
 def sdk(gateway):
     return openai.OpenAI(base_url=f"{gateway.url}/v1", api_key="client-key", max_retries=0)
-
-
-def invoke(http, name, body):
-    return http.post(f"/endpoints/{name}/invocations", json=body)
 
 
 # -- requests -----------------------------------------------------------------------------

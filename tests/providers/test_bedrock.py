@@ -12,7 +12,6 @@ import zlib
 from unittest import mock
 
 import botocore.auth
-import httpx
 import openai
 import pytest
 from botocore.credentials import ReadOnlyCredentials
@@ -37,6 +36,7 @@ from tests.providers.bedrock_upstream import (
     event,
     stream_frames,
 )
+from tests.support.client import invoke
 
 CLAUDE = "anthropic.claude-3-haiku-20240307-v1:0"
 PROFILE_ARN = f"arn:aws:bedrock:us-east-1:123456789012:inference-profile/us.{CLAUDE}"
@@ -133,18 +133,8 @@ def gateway(upstream, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def http(gateway):
-    with httpx.Client(base_url=gateway.url, timeout=20) as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
 def sdk(gateway):
     return openai.OpenAI(base_url=f"{gateway.url}/v1", api_key="unused", max_retries=0)
-
-
-def invoke(http, name, body):
-    return http.post(f"/endpoints/{name}/invocations", json=body)
 
 
 def sent(upstream, path_end):

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import json
 
-import httpx
 import openai
 import pytest
 
 from tests.conftest import free_port, launch
 from tests.providers.cohere_upstream import ERRORS, KEY, CohereUpstream
+from tests.support.client import invoke
 
 CHAT = {"messages": [{"role": "user", "content": "hi"}]}
 WEATHER_TOOL = {
@@ -64,16 +64,6 @@ def gateway(upstream, tmp_path_factory):
     process = launch(tmp_path_factory.mktemp("cohere"), "endpoints:" + "".join(endpoints), env=env)
     yield process
     process.stop()
-
-
-@pytest.fixture(scope="module")
-def http(gateway):
-    with httpx.Client(base_url=gateway.url, timeout=20) as client:
-        yield client
-
-
-def invoke(http, name, body):
-    return http.post(f"/endpoints/{name}/invocations", json=body)
 
 
 def stream(http, name, body):

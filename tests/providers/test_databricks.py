@@ -7,13 +7,13 @@ from __future__ import annotations
 import base64
 import json
 
-import httpx
 import pytest
 
 from gateway.config import parse_config
 from gateway.errors import ConfigError
 from tests.conftest import launch
 from tests.providers.databricks_upstream import SERVED_MODEL, DatabricksUpstream
+from tests.support.client import invoke
 
 PAT = "dapi-config-secret"
 ENV_PAT = "dapi-env-secret"
@@ -67,16 +67,6 @@ def gateway(upstream, tmp_path_factory):
     process = launch(tmp_path_factory.mktemp("databricks"), "endpoints:" + "".join(endpoints), env=env)
     yield process
     process.stop()
-
-
-@pytest.fixture(scope="module")
-def http(gateway):
-    with httpx.Client(base_url=gateway.url, timeout=20) as client:
-        yield client
-
-
-def invoke(http, name, body):
-    return http.post(f"/endpoints/{name}/invocations", json=body)
 
 
 def stream_events(http, name, body):

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 
-import httpx
 import openai
 import orjson
 import pytest
@@ -15,6 +14,7 @@ from gateway.config import parse_config
 from gateway.errors import ConfigError
 from tests.conftest import free_port, launch
 from tests.providers.gemini_upstream import GoogleUpstream
+from tests.support.client import invoke
 
 KEY = "gm-test-secret-key-123"
 MODEL = "gemini-2.0-flash"
@@ -62,18 +62,8 @@ def gateway(upstream, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def http(gateway):
-    with httpx.Client(base_url=gateway.url, timeout=20) as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
 def sdk(gateway):
     return openai.OpenAI(base_url=f"{gateway.url}/v1", api_key="unused", max_retries=0)
-
-
-def invoke(http, name, body):
-    return http.post(f"/endpoints/{name}/invocations", json=body)
 
 
 def stream_events(http, name, body):

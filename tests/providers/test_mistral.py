@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import json
 
-import httpx
 import openai
 import pytest
 
 from tests.conftest import free_port, launch
 from tests.providers.mistral_upstream import MistralUpstream
+from tests.support.client import invoke
 
 KEY = "mistral-test-secret"
 CHAT = {"messages": [{"role": "user", "content": "hi", "name": "ada"}]}
@@ -57,16 +57,6 @@ def gateway(upstream, tmp_path_factory):
     process = launch(tmp_path_factory.mktemp("mistral"), "endpoints:" + "".join(endpoints), env=env)
     yield process
     process.stop()
-
-
-@pytest.fixture(scope="module")
-def http(gateway):
-    with httpx.Client(base_url=gateway.url, timeout=20) as client:
-        yield client
-
-
-def invoke(http, name, body):
-    return http.post(f"/endpoints/{name}/invocations", json=body)
 
 
 def stream_events(http, name, body):

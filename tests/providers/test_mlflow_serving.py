@@ -3,11 +3,11 @@
 
 from __future__ import annotations
 
-import httpx
 import pytest
 
 from tests.conftest import free_port, launch
 from tests.providers.mlflow_serving_upstream import BAD_REQUEST, MlflowServingUpstream
+from tests.support.client import invoke
 
 CHAT = {"messages": [{"role": "user", "content": "hi"}]}
 
@@ -52,16 +52,6 @@ def gateway(upstream, tmp_path_factory):
     process = launch(tmp_path_factory.mktemp("mlflow-serving"), "endpoints:" + "".join(endpoints), env=env)
     yield process
     process.stop()
-
-
-@pytest.fixture(scope="module")
-def http(gateway):
-    with httpx.Client(base_url=gateway.url, timeout=20) as client:
-        yield client
-
-
-def invoke(http, name, body):
-    return http.post(f"/endpoints/{name}/invocations", json=body)
 
 
 def test_completions_payload_and_response(http, upstream):

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 
-import httpx
 import openai
 import pytest
 
@@ -17,6 +16,7 @@ from gateway.types import CHAT as CHAT_TYPE
 from gateway.types import COMPLETIONS, EMBEDDINGS
 from tests.conftest import launch
 from tests.providers.openai_compatible_upstream import CompatibleUpstream
+from tests.support.client import invoke
 
 CHAT = {"messages": [{"role": "user", "content": "hi"}]}
 REPLY = "Hello from the mock upstream!"
@@ -76,16 +76,6 @@ def gateway(upstream, tmp_path_factory):
     process = launch(tmp_path_factory.mktemp("compatible"), "endpoints:" + "".join(endpoints), env=env)
     yield process
     process.stop()
-
-
-@pytest.fixture(scope="module")
-def http(gateway):
-    with httpx.Client(base_url=gateway.url, timeout=20) as client:
-        yield client
-
-
-def invoke(http, name, body):
-    return http.post(f"/endpoints/{name}/invocations", json=body)
 
 
 def stream_events(http, name, body):

@@ -9,12 +9,12 @@ import base64
 import json
 import struct
 
-import httpx
 import openai
 import pytest
 
 from tests.conftest import free_port, launch
 from tests.providers.palm_upstream import ERRORS, KEY, PaLMUpstream
+from tests.support.client import invoke
 
 CHAT = {"messages": [{"role": "user", "content": "hi"}]}
 PROMPT = {"prompt": "Say hello"}
@@ -60,16 +60,6 @@ def gateway(upstream, tmp_path_factory):
     process = launch(tmp_path_factory.mktemp("palm"), "endpoints:" + "".join(endpoints), env=env)
     yield process
     process.stop()
-
-
-@pytest.fixture(scope="module")
-def http(gateway):
-    with httpx.Client(base_url=gateway.url, timeout=20) as client:
-        yield client
-
-
-def invoke(http, name, body):
-    return http.post(f"/endpoints/{name}/invocations", json=body)
 
 
 def stream(http, name, body):

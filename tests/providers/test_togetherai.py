@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import json
 
-import httpx
 import openai
 import pytest
 
 from tests.conftest import launch
 from tests.providers.togetherai_upstream import SERVED_MODEL, TogetherUpstream
+from tests.support.client import invoke
 
 KEY = "together-test-secret"
 MODEL = "meta-llama/Llama-3.3-70B-Instruct-Turbo"
@@ -57,16 +57,6 @@ def gateway(upstream, tmp_path_factory):
     process = launch(tmp_path_factory.mktemp("together"), "endpoints:" + "".join(endpoints), env=env)
     yield process
     process.stop()
-
-
-@pytest.fixture(scope="module")
-def http(gateway):
-    with httpx.Client(base_url=gateway.url, timeout=20) as client:
-        yield client
-
-
-def invoke(http, name, body):
-    return http.post(f"/endpoints/{name}/invocations", json=body)
 
 
 def stream_events(http, name, body):

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 
-import httpx
 import orjson
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -17,6 +16,7 @@ from gateway.errors import ConfigError
 from gateway.providers.vertex_ai import model_family, vertex_host
 from tests.conftest import launch
 from tests.providers.gemini_upstream import GoogleUpstream
+from tests.support.client import invoke
 
 PROJECT = "demo-project"
 HI = {"messages": [{"role": "user", "content": "hi"}]}
@@ -104,16 +104,6 @@ def gateway(upstream, tmp_path_factory):
     process = launch(directory, "endpoints:" + "".join(endpoints), env=env)
     yield process
     process.stop()
-
-
-@pytest.fixture(scope="module")
-def http(gateway):
-    with httpx.Client(base_url=gateway.url, timeout=20) as client:
-        yield client
-
-
-def invoke(http, name, body):
-    return http.post(f"/endpoints/{name}/invocations", json=body)
 
 
 def grants(upstream, name):
