@@ -7,8 +7,10 @@ import logging
 import os
 import sys
 
-from gateway.config import load_config
+from gateway.config import GatewayConfig, load_config
 from gateway.errors import ConfigError
+
+logger = logging.getLogger("gateway")
 
 
 def _config_path(value: str | None) -> str | None:
@@ -16,14 +18,14 @@ def _config_path(value: str | None) -> str | None:
     return os.path.abspath(os.path.expanduser(path)) if path else None
 
 
-def _check(path: str) -> int:
-    """Load the config exactly as a worker will (secrets resolved); 0 if it can serve."""
+def _load(path: str) -> GatewayConfig | None:
+    """Load the config exactly as a worker will (secrets resolved); None (reason printed) if it
+    cannot be served."""
     try:
-        config = load_config(path)
+        return load_config(path)
     except ConfigError as exc:
         print(f"Error: invalid gateway configuration {path}: {exc}", file=sys.stderr)
-        return 2
-    return 0 if config is not None else 2
+        return None
 
 
 def start(args: argparse.Namespace) -> int:
@@ -34,9 +36,11 @@ def start(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    code = _check(path)
-    if code:
-        return code
+    config = _load(path)
+    if config is None:
+        return 2
+    for warning in config.warnings:
+        logger.warning("%s", warning)
     if args.max_request_bytes is not None:
         os.environ["GATEWAY_MAX_REQUEST_BYTES"] = str(args.max_request_bytes)
     from gateway.server.run import serve
@@ -50,11 +54,18 @@ def validate(args: argparse.Namespace) -> int:
     if path is None:
         print("Error: give a config path", file=sys.stderr)
         return 2
-    code = _check(path)
-    if code == 0:
-        config = load_config(path)
-        print(f"{path}: OK ({len(config.endpoints)} endpoints, {len(config.routes)} routes)")
-    return code
+    config = _load(path)
+    if config is None:
+        return 2
+    for warning in config.warnings:
+        print(f"Warning: {warning}", file=sys.stderr)
+    if args.strict and config.warnings:
+        print(
+            f"Error: {path}: {len(config.warnings)} endpoint(s) cannot be served (--strict)", file=sys.stderr
+        )
+        return 1
+    print(f"{path}: OK ({len(config.endpoints)} endpoints, {len(config.routes)} routes)")
+    return 0
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
@@ -82,6 +93,11 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     validate_cmd = commands.add_parser("validate", help="Check a config file; non-zero exit with the reason")
     validate_cmd.add_argument(
         "config_path", nargs="?", help="gateway config file (env: MLFLOW_GATEWAY_CONFIG)"
+    )
+    validate_cmd.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit 1 if an endpoint loads but cannot be served (its calls would answer 501)",
     )
     validate_cmd.set_defaults(func=validate)
 

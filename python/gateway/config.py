@@ -58,6 +58,8 @@ class EndpointConfig(msgspec.Struct, frozen=True):
     provider_config: Any
     limit: LimitConfig | None
     provider_class: type[Provider]
+    # set when the endpoint loads but cannot be served: what every call answers (501)
+    unavailable: str | None = None
 
 
 class Destination(msgspec.Struct, frozen=True):
@@ -79,6 +81,9 @@ class GatewayConfig(msgspec.Struct, frozen=True):
     text: str
     limits_storage: str | None = None  # redis URI shared by many hosts; None = this host's memory
     limits_failure_mode: str = "open"  # when that storage is unreachable: "open" or "closed"
+    # endpoints that load but cannot be served, one line each (logged at start-up, printed by
+    # `gateway validate`, fatal with `--strict`)
+    warnings: tuple[str, ...] = ()
 
 
 def load_config(path: str) -> GatewayConfig:
@@ -124,6 +129,12 @@ def parse_config(text: str, path: str = "<config>") -> GatewayConfig:
         text=text,
         limits_storage=storage,
         limits_failure_mode=failure_mode,
+        warnings=tuple(
+            f"endpoint '{e.name}' ({e.provider}, {e.endpoint_type}) cannot be served and answers 501: "
+            f"{e.unavailable}"
+            for e in endpoints
+            if e.unavailable is not None
+        ),
     )
 
 
@@ -166,13 +177,13 @@ def _parse_endpoint(item: Any) -> EndpointConfig:
     if model_name is not None and not isinstance(model_name, str):
         model_name = str(model_name)
     cls = provider_class(provider)
-    if endpoint_type not in cls.endpoint_types:
-        raise ConfigError(f"model.provider: {provider} does not support {endpoint_type}")
     config = _provider_config(cls, provider, model.get("config"))
     try:
         cls.check_config(config, model_name, endpoint_type)
     except ConfigError as exc:
         raise ConfigError(f"model.config: {exc}") from None
+    # MLflow loads endpoints its providers cannot serve and fails them per call: so do we
+    unavailable = cls.unavailable(config, model_name, endpoint_type)
     return EndpointConfig(
         name=name,
         endpoint_type=endpoint_type,
@@ -181,6 +192,7 @@ def _parse_endpoint(item: Any) -> EndpointConfig:
         provider_config=config,
         limit=_limit(item.get("limit")),
         provider_class=cls,
+        unavailable=unavailable,
     )
 
 

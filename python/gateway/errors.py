@@ -20,6 +20,8 @@ Messages never include API keys: upstream URLs and request headers are not echoe
 
 from __future__ import annotations
 
+import json
+import math
 from typing import Any
 
 import orjson
@@ -72,6 +74,28 @@ class RequestValidationError(GatewayError):
             loc = ".".join(str(p) for p in err.get("loc", ())[1:]) or "body"
             parts.append(f"{loc}: {err.get('msg')}")
         return "; ".join(parts)
+
+    def body(self, openai_style: bool = False) -> bytes:
+        """Rendered as FastAPI's JSONResponse renders it (json.dumps, compact, UTF-8), so an
+        echoed `input` such as 1e+300 matches byte for byte. What FastAPI cannot render (NaN,
+        a lone surrogate: its 500) comes out as null or a \\u escape instead."""
+        content: dict[str, Any] = {"detail": self.detail}
+        if openai_style:
+            content["error"] = self.openai_error()
+        try:
+            return json.dumps(content, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
+        except ValueError:
+            return json.dumps(_finite(content), allow_nan=False, separators=(",", ":")).encode()
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    return value
 
 
 class BadRequest(GatewayError):

@@ -67,9 +67,9 @@ def test_wrong_types_use_fastapi_list_format(http):
     response = invoke(http, "chat", {**CHAT, "n": "two"})
     assert response.status_code == 422
     assert response.json()["detail"][0] == {
-        "type": "int_type",
+        "type": "int_parsing",
         "loc": ["body", "n"],
-        "msg": "Input should be a valid integer",
+        "msg": "Input should be a valid integer, unable to parse string as an integer",
         "input": "two",
     }
     response = invoke(http, "chat", {**CHAT, "temperature": 3})
@@ -80,10 +80,10 @@ def test_wrong_types_use_fastapi_list_format(http):
     response = invoke(http, "chat", {"messages": [{"content": "no role"}]})
     assert response.json()["detail"][0]["loc"] == ["body", "messages", 0, "role"]
     assert response.json()["detail"][0]["type"] == "missing"
-    response = invoke(http, "completions", {"prompt": ["a list"]})
-    assert response.json()["detail"][0]["loc"] == ["body", "prompt"]
+    response = invoke(http, "completions", {"prompt": []})
+    assert response.json()["detail"][0]["loc"] == ["body", "prompt", "str"]
     response = invoke(http, "embeddings", {"input": {"not": "valid"}})
-    assert response.status_code == 422 and response.json()["detail"][0]["loc"] == ["body", "input"]
+    assert response.status_code == 422 and response.json()["detail"][0]["loc"] == ["body", "input", "str"]
     response = invoke(
         http, "chat", {"messages": [{"role": "user", "content": [{"type": "video", "url": "x"}]}]}
     )

@@ -64,10 +64,6 @@ def test_validate_reports_endpoint_and_field(tmp_path):
             "The provider 'nope' is not supported.",
         ),
         (
-            "endpoints:\n  - name: a\n    endpoint_type: llm/v1/chat\n    model: {provider: LiteLLM, config: {}}\n",
-            "provider litellm is not supported yet",
-        ),
-        (
             "endpoints:\n  - name: a\n    endpoint_type: llm/v1/chat\n    model: {provider: openai}\n",
             "A config must be supplied",
         ),

@@ -5,14 +5,16 @@ OAuth machine-to-machine docs):
                                                 issues `<client_id>-token-<n>` (client
                                                 `short-lived` gets 30 s tokens, any client but
                                                 gw-client / short-lived gets 401 invalid_client)
-  POST /serving-endpoints/{name}/invocations    OpenAI-format chat and embeddings; the endpoint
-                                                name picks the behaviour
-  POST /ai-gateway/mlflow/v1/chat/completions   the same, for Unity Catalog names (model in body)
+  POST /serving-endpoints/chat/completions      OpenAI-format chat; the serving endpoint is the
+  POST /serving-endpoints/embeddings            body's `model`, which picks the behaviour
+  POST /ai-gateway/mlflow/v1/chat/completions   the same two, for Unity Catalog names
+  POST /ai-gateway/mlflow/v1/embeddings
 
 Every serving call must carry a bearer token the workspace knows: a PAT starting with `dapi-`
 or a token it issued (401 `{"error_code", "message"}` otherwise). Behaviours beyond
 OpenAILikeUpstream's: `reasoning` answers with a list content (a reasoning part, then two text
-parts), `multimodal` with text and image parts; `*embed*` names answer embeddings.
+parts), `multimodal` with text and image parts. A body without `model` gets a 400, so a
+request that lost the serving endpoint's name fails loudly.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import base64
 from typing import Any
 from urllib.parse import parse_qs
 
+import orjson
 from aiohttp import web
 
 from tests.providers.openai_like_upstream import OpenAILikeUpstream, dumps
@@ -40,8 +43,8 @@ class DatabricksUpstream(OpenAILikeUpstream):
 
     def setup(self, app: web.Application) -> None:
         app.router.add_post("/oidc/v1/token", self.token)
-        app.router.add_post("/serving-endpoints/{name}/invocations", self.invocations)
-        app.router.add_post("/ai-gateway/mlflow/v1/chat/completions", self.invocations)
+        for base in ("/serving-endpoints", "/ai-gateway/mlflow/v1"):
+            app.router.add_post(base + "/{kind:chat/completions|embeddings}", self.invocations)
 
     def token_requests(self) -> list[Any]:
         return [r for r in self.requests if r.path == "/oidc/v1/token"]
@@ -73,11 +76,13 @@ class DatabricksUpstream(OpenAILikeUpstream):
             await self.record(request)
             body = {"error_code": "401", "message": "Credential was not sent or was of an unsupported type."}
             return web.json_response(body, status=401, dumps=dumps)
-        name = request.match_info.get("name", "")
-        return await self.answer(request, "embeddings" if "embed" in name else "chat")
-
-    def model_of(self, request: web.Request, body: dict[str, Any]) -> str:
-        return request.match_info.get("name") or str(body.get("model"))
+        raw = await request.read()  # aiohttp keeps the body, so `answer` reads it again
+        if not isinstance(orjson.loads(raw or b"{}").get("model"), str):
+            await self.record(request)
+            body = {"error_code": "BAD_REQUEST", "message": "Missing required field: model"}
+            return web.json_response(body, status=400, dumps=dumps)
+        kind = request.match_info["kind"]
+        return await self.answer(request, "embeddings" if kind == "embeddings" else "chat")
 
     def response(self, kind: str, body: dict[str, Any], model: str) -> dict[str, Any]:
         if kind == "embeddings":

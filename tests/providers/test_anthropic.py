@@ -13,6 +13,7 @@ import pytest
 from tests.conftest import free_port, launch
 from tests.providers.anthropic_upstream import AnthropicUpstream
 from tests.support.client import invoke
+from tests.support.contract import check_stream_contract
 
 KEY = "sk-ant-test-secret"
 HELLO = "Hello from Claude — ünïcødé ✓"
@@ -388,6 +389,23 @@ def test_validation_422_with_exact_message(http, upstream, name, body, detail):
     assert len(upstream.requests) == before  # refused before any upstream call
 
 
+@pytest.mark.parametrize("spec", [{}, {"json_schema": None}])
+def test_json_schema_format_without_its_schema_is_a_422(http, spec):
+    response = invoke(http, "chat", {**CHAT, "response_format": {"type": "json_schema", **spec}})
+    assert response.status_code == 422
+    (problem,) = response.json()["detail"]
+    assert problem["loc"] == ["body", "response_format", "json_schema"] and problem["type"] == "missing"
+
+
+@pytest.mark.parametrize("name", ["chat", "completions"])
+def test_neutral_openai_defaults_are_dropped_not_refused(http, upstream, name):
+    # what LangChain's OpenAI clients send by default: nothing asked, so nothing to refuse
+    neutral = {"top_p": 1, "frequency_penalty": 0, "presence_penalty": 0, "logit_bias": {}}
+    body = {**(CHAT if name == "chat" else {"prompt": "hi"}), "temperature": 0.7, **neutral}
+    assert invoke(http, name, body).status_code == 200
+    assert not set(neutral) & set(upstream.last().body)
+
+
 def test_bad_tool_arguments_are_a_422_list(http, upstream):
     call = {"id": "t1", "type": "function", "function": {"name": "f", "arguments": "{not json"}}
     body = {"messages": [*CHAT["messages"], {"role": "assistant", "content": None, "tool_calls": [call]}]}
@@ -456,7 +474,9 @@ def test_completions_through_messages(http, upstream):
 
 
 # -- streams ------------------------------------------------------------------------------
-def stream_events(http, name, body):
+def stream_events(http, name, body, include_usage=None):
+    if include_usage is not None:
+        body = {**body, "stream_options": {"include_usage": include_usage}}
     with http.stream("POST", f"/endpoints/{name}/invocations", json={**body, "stream": True}) as response:
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
@@ -479,7 +499,17 @@ def test_stream_chat_text(http, upstream, name):
     assert "".join(c["choices"][0]["delta"]["content"] or "" for c in chunks if c["choices"]) == HELLO
     choices = [c["choices"][0] for c in chunks if c["choices"]]
     assert [choice["finish_reason"] for choice in choices] == [None] * (len(choices) - 1) + ["stop"]
-    assert chunks[-1]["choices"] == [] and chunks[-1]["usage"] == EXPECTED_USAGE
+    # no usage-only chunk unless asked for: the usage rides on the finish chunk
+    assert check_stream_contract(chunks) == EXPECTED_USAGE
+    assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
+
+
+@pytest.mark.parametrize("name", ["chat", "chat-sliced"])
+def test_stream_chat_usage_chunk_when_asked(http, name):
+    events = stream_events(http, name, CHAT, include_usage=True)
+    chunks = [json.loads(event) for event in events[:-1]]
+    assert check_stream_contract(chunks, include_usage=True) == EXPECTED_USAGE
+    assert chunks[-1]["choices"] == [] and chunks[-2]["choices"][0]["finish_reason"] == "stop"
 
 
 def test_stream_chat_tool_calls(http):
@@ -489,7 +519,8 @@ def test_stream_chat_tool_calls(http):
     deltas = [c["choices"][0]["delta"] for c in chunks if c["choices"]]
     assert "".join(d["content"] or "" for d in deltas) == "Checking both cities."
     calls = [call for d in deltas for call in d["tool_calls"] or ()]
-    heads = [call for call in calls if call["id"] is not None]
+    check_stream_contract(chunks)
+    heads = [call for call in calls if "id" in call]
     assert heads == [
         {
             "index": 0,
@@ -526,8 +557,7 @@ def test_stream_completions(http, upstream, name):
     assert all(c["object"] == "text_completion_chunk" and "provider" not in c for c in chunks)
     assert "".join(c["choices"][0]["text"] or "" for c in chunks if c["choices"]) == HELLO
     assert [c["choices"][0]["finish_reason"] for c in chunks if c["choices"]][-1] == "stop"
-    assert chunks[-1]["choices"] == []
-    assert chunks[-1]["usage"] == {"prompt_tokens": 38, "completion_tokens": 12, "total_tokens": 50}
+    assert check_stream_contract(chunks) == {"prompt_tokens": 38, "completion_tokens": 12, "total_tokens": 50}
     assert upstream.last().body["messages"] == [{"role": "user", "content": "Say hello"}]
 
 
@@ -637,19 +667,28 @@ def test_openai_sdk_upstream_error(sdk):
 
 
 # -- configuration --------------------------------------------------------------------------
-def validate(tmp_path, kind):
+def validate(tmp_path, kind, *flags):
     path = tmp_path / f"{kind}.yaml"
     path.write_text("endpoints:" + endpoint("e", "claude-text", "https://api.anthropic.com/v1", kind))
     return subprocess.run(
-        [sys.executable, "-m", "gateway", "validate", str(path)], capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "gateway", "validate", *flags, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 
-def test_config_refuses_embeddings(tmp_path):
+def test_embeddings_load_with_a_warning_as_in_mlflow(tmp_path):
     result = validate(tmp_path, "embeddings")
-    assert result.returncode == 2
-    assert "anthropic does not support llm/v1/embeddings" in result.stderr
-    assert "endpoint 'e'" in result.stderr
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.splitlines() == [
+        "Warning: endpoint 'e' (anthropic, llm/v1/embeddings) cannot be served and answers 501: "
+        "The embeddings route is not implemented for Anthropic models."
+    ]
+    assert "OK" in result.stdout
+    strict = validate(tmp_path, "embeddings", "--strict")
+    assert strict.returncode == 1
+    assert "cannot be served (--strict)" in strict.stderr
 
 
 @pytest.mark.parametrize("kind", ["chat", "completions"])

@@ -37,6 +37,9 @@ from tests.providers.bedrock_upstream import (
     stream_frames,
 )
 from tests.support.client import invoke
+from tests.support.contract import check_stream_contract
+
+INCLUDE_USAGE = {"stream_options": {"include_usage": True}}
 
 CLAUDE = "anthropic.claude-3-haiku-20240307-v1:0"
 PROFILE_ARN = f"arn:aws:bedrock:us-east-1:123456789012:inference-profile/us.{CLAUDE}"
@@ -438,6 +441,12 @@ def test_completions_are_one_converse_turn(http, upstream):
     assert data["usage"] == {"prompt_tokens": 15, "completion_tokens": 5, "total_tokens": 20}
 
 
+def test_json_schema_format_without_its_schema_is_a_422(http):
+    response = invoke(http, "chat", {**CHAT, "response_format": {"type": "json_schema"}})
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["body", "response_format", "json_schema"]
+
+
 def test_completions_stream(http):
     with http.stream(
         "POST", "/endpoints/completions/invocations", json={"prompt": "x", "stream": True}
@@ -446,7 +455,8 @@ def test_completions_stream(http):
     assert events[-1] == "data: [DONE]"
     chunks = [json.loads(e[6:]) for e in events[:-1]]
     assert "".join(c["choices"][0]["text"] for c in chunks if c["choices"]) == "".join(WORDS)
-    assert chunks[-2]["choices"][0]["finish_reason"] == "stop" and chunks[-1]["usage"]["total_tokens"] == 20
+    assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
+    assert check_stream_contract(chunks)["total_tokens"] == 20
 
 
 def test_titan_embeddings_one_call_per_input(http, upstream):
@@ -500,8 +510,11 @@ def test_chat_stream_from_binary_event_stream(http, upstream):
     assert "".join(c["choices"][0]["delta"]["content"] or "" for c in chunks if c["choices"]) == "".join(
         WORDS
     )
-    assert chunks[-2]["choices"][0]["finish_reason"] == "stop"
-    assert chunks[-1]["choices"] == [] and chunks[-1]["usage"] == EXPECTED_USAGE
+    # Bedrock reports usage after the stop event: it rides on the finish chunk (OpenAI's contract)
+    assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
+    assert check_stream_contract(chunks) == EXPECTED_USAGE
+    asked = [json.loads(e[6:]) for e in stream_events(http, "chat", {**CHAT, **INCLUDE_USAGE})[:-1]]
+    assert check_stream_contract(asked, include_usage=True) == EXPECTED_USAGE
 
 
 def test_streamed_tool_calls_through_the_sdk(sdk):

@@ -278,7 +278,7 @@ def test_stream_tool_calls(http):
     events, done = stream(http, "tools", {**CHAT, "tools": [WEATHER_TOOL]})
     assert done
     calls = [call for e in events for call in e["choices"][0]["delta"]["tool_calls"] or ()]
-    starts = [call for call in calls if call["id"]]
+    starts = [call for call in calls if "id" in call]
     assert [(c["index"], c["id"], c["function"]["name"]) for c in starts] == [
         (0, "get_weather_a", "get_weather"),
         (1, "get_weather_b", "get_weather"),

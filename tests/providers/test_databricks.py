@@ -1,11 +1,11 @@
-"""The Databricks provider (spec §7.14) against an emulated workspace: serving-endpoint URLs,
-PAT and OAuth M2M auth (token fetched once and reused until near expiry), config and
+"""The Databricks provider (spec §7.14) against an emulated workspace: MLflow's upstream paths
+(`/serving-endpoints/chat/completions` and `/embeddings` with the model in the body, the AI
+Gateway for Unity Catalog names), PAT and OAuth M2M auth (token fetched once and reused until near expiry), config and
 environment fallbacks, list content, streams and error classes."""
 
 from __future__ import annotations
 
 import base64
-import json
 
 import pytest
 
@@ -13,7 +13,7 @@ from gateway.config import parse_config
 from gateway.errors import ConfigError
 from tests.conftest import launch
 from tests.providers.databricks_upstream import SERVED_MODEL, DatabricksUpstream
-from tests.support.client import invoke
+from tests.support.client import invoke, stream_events
 
 PAT = "dapi-config-secret"
 ENV_PAT = "dapi-env-secret"
@@ -51,6 +51,7 @@ def gateway(upstream, tmp_path_factory):
         endpoint("oauth-bad", "databricks-llama", "{client_id: intruder, client_secret: guess}"),
         endpoint("embeddings", "databricks-bge-embed", pat, "embeddings"),
         endpoint("uc", "main.default.my_model", pat),
+        endpoint("uc-embeddings", "system.ai.bge_large_en", pat, "embeddings"),
         endpoint("reasoning", "reasoning", pat),
         endpoint("multimodal", "multimodal", pat),
         endpoint("err-400", "err-400", pat),
@@ -69,22 +70,15 @@ def gateway(upstream, tmp_path_factory):
     process.stop()
 
 
-def stream_events(http, name, body):
-    with http.stream("POST", f"/endpoints/{name}/invocations", json={**body, "stream": True}) as response:
-        assert response.status_code == 200
-        raw = response.read().decode()
-    events = [event for event in raw.split("\n\n") if event]
-    return [json.loads(e[len("data: ") :]) if e != "data: [DONE]" else "[DONE]" for e in events]
-
-
 def test_chat_with_a_personal_access_token(http, upstream):
     response = invoke(http, "chat", {**CHAT, "temperature": 0.5, "max_tokens": 30})
     assert response.status_code == 200
     sent = upstream.last()
-    assert sent.path == "/serving-endpoints/databricks-llama/invocations"
+    assert sent.path == "/serving-endpoints/chat/completions" and sent.query == ""
     assert sent.headers["Authorization"] == f"Bearer {PAT}"
-    # the endpoint name is in the URL, so the body is the payload as sent
-    assert sent.body == {**CHAT, "temperature": 0.5, "max_tokens": 30}
+    # the serving endpoint is named by the body's model, first, as MLflow sends it
+    assert sent.body == {"model": "databricks-llama", **CHAT, "temperature": 0.5, "max_tokens": 30}
+    assert next(iter(sent.body)) == "model"
     assert response.json() == {
         "id": "chatcmpl_5a1c0a6e-7d51-4c8e-b2b5-6c1d9b5a0d42",
         "object": "chat.completion",
@@ -149,7 +143,13 @@ def test_chat_stream_with_oauth(http, upstream):
     assert events[-1] == "[DONE]"
     chunks = events[:-1]
     sent = upstream.last()
-    assert sent.body == {**CHAT, "stream": True}
+    assert sent.path == "/serving-endpoints/chat/completions"
+    assert sent.body == {
+        "model": "databricks-llama",
+        **CHAT,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
     assert sent.headers["Authorization"].startswith("Bearer gw-client-token-")
     assert "".join(c["choices"][0]["delta"]["content"] or "" for c in chunks) == "Hello from Databricks ✓"
     assert chunks[-1]["choices"][0]["finish_reason"] == "stop" and chunks[-1]["usage"] == USAGE
@@ -175,8 +175,9 @@ def test_embeddings(http, upstream):
     response = invoke(http, "embeddings", {"input": ["a", "b"]})
     assert response.status_code == 200
     sent = upstream.last()
-    assert sent.path == "/serving-endpoints/databricks-bge-embed/invocations"
-    assert sent.body == {"input": ["a", "b"]}
+    assert sent.path == "/serving-endpoints/embeddings"
+    assert sent.headers["Authorization"] == f"Bearer {PAT}"
+    assert sent.body == {"model": "databricks-bge-embed", "input": ["a", "b"]}
     assert response.json() == {
         "object": "list",
         "data": [
@@ -193,6 +194,31 @@ def test_unity_catalog_name_goes_to_the_ai_gateway(http, upstream):
     sent = upstream.last()
     assert sent.path == "/ai-gateway/mlflow/v1/chat/completions"
     assert sent.body == {"model": "main.default.my_model", **CHAT}
+    events = stream_events(http, "uc", CHAT)
+    assert events[-1] == "[DONE]"
+    sent = upstream.last()
+    assert sent.path == "/ai-gateway/mlflow/v1/chat/completions"
+    assert sent.body == {
+        "model": "main.default.my_model",
+        **CHAT,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+
+
+def test_unity_catalog_embeddings_go_to_the_ai_gateway(http, upstream):
+    response = invoke(http, "uc-embeddings", {"input": "a"})
+    assert response.status_code == 200
+    sent = upstream.last()
+    assert sent.path == "/ai-gateway/mlflow/v1/embeddings"
+    assert sent.body == {"model": "system.ai.bge_large_en", "input": "a"}
+    assert response.json()["data"] == [{"object": "embedding", "embedding": [0.1, 0.0], "index": 0}]
+
+
+def test_client_stream_options_are_kept(http, upstream):
+    body = {**CHAT, "stream_options": {"include_usage": False}}
+    assert stream_events(http, "chat", body)[-1] == "[DONE]"
+    assert upstream.last().body["stream_options"] == {"include_usage": False}
 
 
 def test_client_model_is_refused(http):
@@ -264,13 +290,17 @@ def test_config_needs_credentials(clean_env):
     clean_env.setenv("DATABRICKS_CLIENT_SECRET", "secret")
     loaded = parse_config(CONFIG.format(kind="chat", model="m", config="{host: h.cloud.databricks.com}"))
     built = loaded.endpoints[0].provider_class(loaded.endpoints[0], None)
-    assert built.urls["llm/v1/chat"] == "https://h.cloud.databricks.com/serving-endpoints/m/invocations"
+    assert built.urls["llm/v1/chat"] == "https://h.cloud.databricks.com/serving-endpoints/chat/completions"
+    assert built.urls["llm/v1/embeddings"] == "https://h.cloud.databricks.com/serving-endpoints/embeddings"
     assert built.oauth is not None and built.oauth.url == "https://h.cloud.databricks.com/oidc/v1/token"
 
 
-def test_completions_are_refused_at_load(clean_env):
-    with pytest.raises(ConfigError, match="databricks does not support llm/v1/completions"):
-        parse_config(CONFIG.format(kind="completions", model="m", config="{host: h, token: t}"))
+def test_completions_load_but_answer_mlflows_501(clean_env):
+    loaded = parse_config(CONFIG.format(kind="completions", model="m", config="{host: h, token: t}"))
+    assert (
+        loaded.endpoints[0].unavailable == "The completions route is not implemented for Databricks models."
+    )
+    assert len(loaded.warnings) == 1
 
 
 def test_token_from_a_variable_reference(clean_env):
@@ -278,3 +308,25 @@ def test_token_from_a_variable_reference(clean_env):
     loaded = parse_config(CONFIG.format(kind="chat", model="m", config="{host: h, token: $MY_DBX_TOKEN}"))
     built = loaded.endpoints[0].provider_class(loaded.endpoints[0], None)
     assert built.headers["Authorization"] == "Bearer dapi-from-var"
+
+
+@pytest.mark.parametrize(
+    ("host", "model", "base"),
+    [
+        ("https://h.cloud.databricks.com/", "m", "https://h.cloud.databricks.com/serving-endpoints"),
+        ("h.cloud.databricks.com/serving-endpoints", "m", "https://h.cloud.databricks.com/serving-endpoints"),
+        ("https://h.cloud.databricks.com", "a.b", "https://h.cloud.databricks.com/serving-endpoints"),
+        (
+            "https://h.cloud.databricks.com",
+            "cat.schema.m",
+            "https://h.cloud.databricks.com/ai-gateway/mlflow/v1",
+        ),
+    ],
+)
+def test_upstream_bases(clean_env, host, model, base):
+    loaded = parse_config(CONFIG.format(kind="chat", model=model, config=f"{{host: '{host}', token: t}}"))
+    built = loaded.endpoints[0].provider_class(loaded.endpoints[0], None)
+    assert built.urls == {
+        "llm/v1/chat": f"{base}/chat/completions",
+        "llm/v1/embeddings": f"{base}/embeddings",
+    }

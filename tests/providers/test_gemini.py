@@ -15,6 +15,7 @@ from gateway.errors import ConfigError
 from tests.conftest import free_port, launch
 from tests.providers.gemini_upstream import GoogleUpstream
 from tests.support.client import invoke
+from tests.support.contract import check_stream_contract
 
 KEY = "gm-test-secret-key-123"
 MODEL = "gemini-2.0-flash"
@@ -66,8 +67,10 @@ def sdk(gateway):
     return openai.OpenAI(base_url=f"{gateway.url}/v1", api_key="unused", max_retries=0)
 
 
-def stream_events(http, name, body):
+def stream_events(http, name, body, include_usage=None):
     """Every SSE data payload of a streamed invocation, `[DONE]` included, plus the status."""
+    if include_usage is not None:
+        body = {**body, "stream_options": {"include_usage": include_usage}}
     with http.stream("POST", f"/endpoints/{name}/invocations", json={**body, "stream": True}) as response:
         raw = b"".join(response.iter_bytes())
     events = [block.removeprefix(b"data: ") for block in raw.split(b"\n\n") if block]
@@ -360,8 +363,9 @@ def test_tool_calls_in_the_answer(http):
 
 
 def test_streamed_tool_calls(http):
-    status, events = stream_events(http, "gemini-tools", HI)
+    status, events = stream_events(http, "gemini-tools", HI, include_usage=True)
     assert status == 200 and events[-1] == b"[DONE]"
+    check_stream_contract([orjson.loads(event) for event in events[:-1]], include_usage=True)
     *chunks, usage = [orjson.loads(event) for event in events[:-1]]
     assert usage["choices"] == [] and usage["usage"]["total_tokens"] == 12
     calls = [call for chunk in chunks for call in chunk["choices"][0]["delta"]["tool_calls"] or ()]
@@ -392,7 +396,7 @@ def test_completions(http, upstream):
 
 
 def test_streamed_completions(http, upstream):
-    status, events = stream_events(http, "completions", {"prompt": "Say hello"})
+    status, events = stream_events(http, "completions", {"prompt": "Say hello"}, include_usage=True)
     assert status == 200 and events[-1] == b"[DONE]"
     *chunks, usage = [orjson.loads(event) for event in events[:-1]]
     assert {chunk["object"] for chunk in [*chunks, usage]} == {"text_completion.chunk"}  # MLflow's spelling
@@ -409,7 +413,7 @@ def test_streamed_completions(http, upstream):
 
 # -- streaming chat ---------------------------------------------------------------------------
 def test_streamed_chat_split_at_awkward_boundaries(http, upstream):
-    status, events = stream_events(http, "chat", HI)
+    status, events = stream_events(http, "chat", HI, include_usage=True)
     assert status == 200
     assert events[-1] == b"[DONE]"
     sent = upstream.last()
@@ -436,6 +440,17 @@ def test_streamed_chat_split_at_awkward_boundaries(http, upstream):
         "promptTokensDetails": [{"modality": "TEXT", "tokenCount": 5}],
         "prompt_tokens_details": {"cached_tokens": 2},
     }
+
+
+def test_streamed_usage_rides_on_the_finish_chunk_unless_asked(http):
+    status, events = stream_events(http, "chat", HI)
+    chunks = [orjson.loads(event) for event in events[:-1]]
+    assert check_stream_contract(chunks)["total_tokens"] == 12
+    assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
+    status, events = stream_events(http, "completions", {"prompt": "Say hello"})
+    chunks = [orjson.loads(event) for event in events[:-1]]
+    assert "".join(chunk["choices"][0]["text"] for chunk in chunks) == "Hello from Gemini!"
+    assert chunks[-1]["usage"] == {"prompt_tokens": 5, "completion_tokens": 7, "total_tokens": 12}
 
 
 def test_streamed_chat_through_the_openai_sdk(sdk):

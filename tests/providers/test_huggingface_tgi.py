@@ -222,9 +222,10 @@ def test_openai_sdk(gateway):
     assert chat.choices[0].message.content == "Hello from TGI!"
 
 
-def test_config_refuses_embeddings(tmp_path):
+def test_embeddings_load_but_answer_mlflows_501(tmp_path):
     from gateway.config import parse_config
-    from gateway.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="does not support llm/v1/embeddings"):
-        parse_config("endpoints:" + endpoint("e", "http://x", "embeddings"))
+    loaded = parse_config("endpoints:" + endpoint("e", "http://x", "embeddings"))
+    assert loaded.endpoints[0].unavailable == (
+        "The embeddings route is not implemented for Hugging Face Text Generation Inference models."
+    )

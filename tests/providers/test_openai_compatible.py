@@ -5,8 +5,6 @@ provider really serves (the rest refused at load)."""
 
 from __future__ import annotations
 
-import json
-
 import openai
 import pytest
 
@@ -16,7 +14,8 @@ from gateway.types import CHAT as CHAT_TYPE
 from gateway.types import COMPLETIONS, EMBEDDINGS
 from tests.conftest import launch
 from tests.providers.openai_compatible_upstream import CompatibleUpstream
-from tests.support.client import invoke
+from tests.support.client import invoke, stream_events
+from tests.support.contract import check_stream_contract
 
 CHAT = {"messages": [{"role": "user", "content": "hi"}]}
 REPLY = "Hello from the mock upstream!"
@@ -78,14 +77,6 @@ def gateway(upstream, tmp_path_factory):
     process.stop()
 
 
-def stream_events(http, name, body):
-    with http.stream("POST", f"/endpoints/{name}/invocations", json={**body, "stream": True}) as response:
-        assert response.status_code == 200
-        raw = response.read().decode()
-    events = [event for event in raw.split("\n\n") if event]
-    return [json.loads(e[len("data: ") :]) if e != "data: [DONE]" else "[DONE]" for e in events]
-
-
 def assert_auth(sent, provider):
     key = PROVIDERS[provider][1]
     if provider == "ollama":
@@ -126,7 +117,9 @@ def test_chat_stream(http, upstream, provider):
     assert sent.body == {"model": model, **CHAT, "stream": True, "stream_options": {"include_usage": True}}
     assert "".join(c["choices"][0]["delta"]["content"] or "" for c in chunks if c["choices"]) == REPLY
     assert all(c["provider"] == provider for c in chunks)
-    assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["total_tokens"] == 11
+    # the gateway asked the upstream for usage; the client, which did not, gets it on the finish chunk
+    assert check_stream_contract(chunks)["total_tokens"] == 11
+    assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
 
 
 @pytest.mark.parametrize("provider", SERVES_ALL)
@@ -235,19 +228,22 @@ endpoints:
 """
 
 
-@pytest.mark.parametrize(
-    ("provider", "kind"),
-    [
-        ("groq", "completions"),
-        ("groq", "embeddings"),
-        ("deepseek", "completions"),
-        ("deepseek", "embeddings"),
-    ],
-)
-def test_types_the_upstream_does_not_serve_are_refused_at_load(provider, kind):
-    with pytest.raises(ConfigError) as raised:
-        parse_config(config_for(provider, kind, "{api_key: k}"))
-    assert str(raised.value) == f"endpoint 'e': model.provider: {provider} does not support llm/v1/{kind}"
+@pytest.mark.parametrize(("provider", "display"), [("groq", "Groq"), ("deepseek", "DeepSeek")])
+def test_completions_load_but_answer_mlflows_501(provider, display):
+    loaded = parse_config(config_for(provider, "completions", "{api_key: k}"))
+    assert (
+        loaded.endpoints[0].unavailable == f"The completions route is not implemented for {display} models."
+    )
+    assert loaded.warnings == (
+        f"endpoint 'e' ({provider}, llm/v1/completions) cannot be served and answers 501: "
+        f"The completions route is not implemented for {display} models.",
+    )
+
+
+@pytest.mark.parametrize("provider", ["groq", "deepseek"])
+def test_embeddings_are_forwarded_as_mlflow_forwards_them(provider):
+    loaded = parse_config(config_for(provider, "embeddings", "{api_key: k}"))
+    assert loaded.endpoints[0].unavailable is None and loaded.warnings == ()
 
 
 @pytest.mark.parametrize(

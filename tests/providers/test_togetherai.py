@@ -4,14 +4,12 @@ client-visible answers for chat, completions, embeddings, streams and each error
 
 from __future__ import annotations
 
-import json
-
 import openai
 import pytest
 
 from tests.conftest import launch
 from tests.providers.togetherai_upstream import SERVED_MODEL, TogetherUpstream
-from tests.support.client import invoke
+from tests.support.client import invoke, stream_events
 
 KEY = "together-test-secret"
 MODEL = "meta-llama/Llama-3.3-70B-Instruct-Turbo"
@@ -57,14 +55,6 @@ def gateway(upstream, tmp_path_factory):
     process = launch(tmp_path_factory.mktemp("together"), "endpoints:" + "".join(endpoints), env=env)
     yield process
     process.stop()
-
-
-def stream_events(http, name, body):
-    with http.stream("POST", f"/endpoints/{name}/invocations", json={**body, "stream": True}) as response:
-        assert response.status_code == 200
-        raw = response.read().decode()
-    events = [event for event in raw.split("\n\n") if event]
-    return [json.loads(e[len("data: ") :]) if e != "data: [DONE]" else "[DONE]" for e in events]
 
 
 def test_chat_request_and_response(http, upstream):

@@ -17,6 +17,7 @@ from gateway.providers.vertex_ai import model_family, vertex_host
 from tests.conftest import launch
 from tests.providers.gemini_upstream import GoogleUpstream
 from tests.support.client import invoke
+from tests.support.contract import check_stream_contract
 
 PROJECT = "demo-project"
 HI = {"messages": [{"role": "user", "content": "hi"}]}
@@ -203,8 +204,8 @@ def test_gemini_stream(http, upstream):
     sent = upstream.last()
     assert sent.path.endswith("/models/gemini-2.5-flash:streamGenerateContent") and sent.query == "alt=sse"
     chunks = [orjson.loads(event) for event in events[:-1]]
-    assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["total_tokens"] == 12
-    assert "".join(chunk["choices"][0]["delta"]["content"] for chunk in chunks[:-1]) == "Hello from Gemini!"
+    assert check_stream_contract(chunks)["total_tokens"] == 12
+    assert "".join(chunk["choices"][0]["delta"]["content"] for chunk in chunks) == "Hello from Gemini!"
     assert {chunk["provider"] for chunk in chunks} == {"vertex_ai"}
 
 
@@ -371,11 +372,15 @@ def test_location_is_validated():
     )
 
 
-def test_families_refuse_what_they_cannot_serve_at_load():
-    with pytest.raises(ConfigError, match="The completions endpoint is not supported for mistral-large"):
-        parse_config(config_text("mistral-large-2411", "completions"))
-    with pytest.raises(ConfigError, match="The embeddings endpoint is not supported for claude-opus-4"):
-        parse_config(config_text("claude-opus-4", "embeddings"))
+def test_families_load_what_they_cannot_serve_with_the_reason():
+    maas = parse_config(config_text("mistral-large-2411", "completions")).endpoints[0]
+    assert maas.unavailable == (
+        "The completions endpoint is not supported for mistral-large-2411 on Vertex AI. "
+        "Use the chat endpoint instead."
+    )
+    claude = parse_config(config_text("claude-opus-4", "embeddings")).endpoints[0]
+    assert claude.unavailable is not None
+    assert claude.unavailable.startswith("The embeddings endpoint is not supported for claude-opus-4")
 
 
 def test_bad_credentials_stop_the_load():

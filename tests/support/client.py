@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import httpx
@@ -10,3 +11,12 @@ import httpx
 def invoke(http: httpx.Client, name: str, body: Any) -> httpx.Response:
     """POST to an endpoint's MLflow invocation route."""
     return http.post(f"/endpoints/{name}/invocations", json=body)
+
+
+def stream_events(http: httpx.Client, name: str, body: dict[str, Any]) -> list[Any]:
+    """A streamed invocation's SSE payloads, decoded; the terminator stays the string "[DONE]"."""
+    with http.stream("POST", f"/endpoints/{name}/invocations", json={**body, "stream": True}) as response:
+        assert response.status_code == 200
+        raw = response.read().decode()
+    events = [event for event in raw.split("\n\n") if event]
+    return [json.loads(e[len("data: ") :]) if e != "data: [DONE]" else "[DONE]" for e in events]

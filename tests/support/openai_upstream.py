@@ -12,6 +12,10 @@ config), so one server covers success, error classes and awkward streams:
   stream-gap-<ms>         stream chunks that many ms apart
   stream-break            stream two chunks, then drop the connection
   stream-error-event      stream one chunk, then an {"error": ...} event
+
+A chat request with `tools` is answered with a call of the first tool (streamed as OpenAI streams
+tool calls: id, type and name in the first delta only); a completions `prompt` list gets one
+choice per prompt.
 """
 
 from __future__ import annotations
@@ -55,6 +59,8 @@ class OpenAIUpstream(RecordingUpstream):
             return error
         if model.startswith("slow-"):
             await asyncio.sleep(int(model.split("-")[1]) / 1000)
+        if kind == "chat/completions" and body.get("tools"):
+            return await self.tool_call(request, body)
         if body.get("stream"):
             return await self.stream(request, kind, body, model)
         if kind == "embeddings":
@@ -94,6 +100,44 @@ class OpenAIUpstream(RecordingUpstream):
         await response.write(b"data: [DONE]\n\n")
         await response.write_eof()
         return response
+
+    async def tool_call(self, request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
+        name = body["tools"][0]["function"]["name"]
+        fragments = ['{"ci', 'ty": "Pa', 'ris"}']
+        if not body.get("stream"):
+            call = {
+                "id": "call_1",
+                "type": "function",
+                "function": {"name": name, "arguments": "".join(fragments)},
+            }
+            answer = _chat(body)
+            answer["choices"][0]["message"].update(content=None, tool_calls=[call])
+            answer["choices"][0]["finish_reason"] = "tool_calls"
+            return web.json_response(answer, dumps=_dumps)
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        head = {"index": 0, "id": "call_1", "type": "function", "function": {"name": name, "arguments": ""}}
+        deltas: list[dict[str, Any]] = [{"role": "assistant", "content": None, "tool_calls": [head]}]
+        deltas += [{"tool_calls": [{"index": 0, "function": {"arguments": part}}]} for part in fragments]
+        events = [_chat_chunk(delta, None) for delta in deltas] + [_chat_chunk({}, "tool_calls")]
+        if (body.get("stream_options") or {}).get("include_usage"):
+            events.append(_usage_chunk("chat"))
+        for event in events:
+            await write_awkwardly(response, b"data: " + orjson.dumps(event) + b"\n\n")
+        await response.write(b"data: [DONE]\n\n")
+        await response.write_eof()
+        return response
+
+
+def _chat_chunk(delta: dict[str, Any], finish: str | None) -> dict[str, Any]:
+    choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+    return {
+        "id": "chatcmpl-t",
+        "object": "chat.completion.chunk",
+        "created": 1700000000,
+        "model": "m",
+        "choices": [choice],
+    }
 
 
 def _dumps(value: Any) -> str:
@@ -151,12 +195,16 @@ def _chat(body: dict[str, Any]) -> dict[str, Any]:
 
 
 def _completion(body: dict[str, Any]) -> dict[str, Any]:
+    prompts = body.get("prompt") if isinstance(body.get("prompt"), list) else [body.get("prompt")]
     return {
         "id": "cmpl-123",
         "object": "text_completion",
         "created": 1700000000,
         "model": str(body.get("model")),
-        "choices": [{"index": 0, "text": "".join(WORDS), "logprobs": None, "finish_reason": "length"}],
+        "choices": [
+            {"index": index, "text": "".join(WORDS), "logprobs": None, "finish_reason": "length"}
+            for index in range(len(prompts))
+        ],
         "usage": {"prompt_tokens": 3, "completion_tokens": 6, "total_tokens": 9},
     }
 

@@ -77,5 +77,7 @@ class ConfigWatcher:
             )
             return False
         self.app.table = table
+        for warning in set(config.warnings) - set(current.config.warnings):
+            logger.warning("%s", warning)
         logger.info("configuration reloaded from %s: %d endpoints", self.path, len(config.endpoints))
         return True

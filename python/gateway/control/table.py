@@ -9,7 +9,7 @@ from typing import Any
 
 from gateway.config import EndpointConfig, GatewayConfig, LimitConfig, RouteConfig
 from gateway.control.limits import CombinedLimiter, Limiter, build_limiter
-from gateway.providers.base import Provider
+from gateway.providers.base import Provider, UnavailableProvider
 from gateway.proxy.upstream import UpstreamClient
 from gateway.types import EndpointType
 
@@ -65,7 +65,10 @@ class EndpointTable:
         self.created = int(time.time())
         self.targets: dict[str, Target] = {}
         for endpoint in config.endpoints:
-            provider = endpoint.provider_class(endpoint, client)
+            if endpoint.unavailable is None:
+                provider = endpoint.provider_class(endpoint, client)
+            else:
+                provider = UnavailableProvider(endpoint, client)
             old = previous.targets.get(endpoint.name) if previous else None
             old_limiter = old.limiter if old is not None else None
             limiter = _limiter(f"endpoint|{endpoint.name}", endpoint.limit, config, old_limiter)

@@ -88,6 +88,10 @@ IMPLEMENTATIONS = {
     "xai": "gateway.providers.openai_compatible:XAIProvider",
     "ollama": "gateway.providers.openai_compatible:OllamaProvider",
     "openrouter": "gateway.providers.openai_compatible:OpenRouterProvider",
+    "portkey": "gateway.providers.portkey:PortkeyProvider",
+    "litellm": "gateway.providers.litellm:LiteLLMProvider",
+    "typesafe": "gateway.providers.unserved:TypeSafeProvider",
+    "sap-ai-core": "gateway.providers.unserved:SapAiCoreProvider",
 }
 
 

@@ -24,7 +24,7 @@ from typing import Any
 import orjson
 
 from gateway.errors import GatewayError, UpstreamError, UpstreamUnavailable
-from gateway.providers.base import StreamTranslator, invalid_field
+from gateway.providers.base import StreamTranslator, invalid_field, json_schema_of
 from gateway.schemas.responses import (
     ChatChoice,
     ChatChunk,
@@ -79,10 +79,27 @@ SCHEMA_LISTS = ("anyOf", "oneOf", "allOf", "prefixItems")
 SCHEMA_ONE = ("items", "not", "additionalProperties", "contains")
 
 
+# OpenAI parameters at their neutral values, as OpenAI clients send them by default (LangChain
+# sends all four): dropped, since they ask for nothing and the Messages API refuses them
+NEUTRAL: tuple[tuple[str, Any], ...] = (
+    ("top_p", 1),
+    ("frequency_penalty", 0),
+    ("presence_penalty", 0),
+    ("logit_bias", {}),
+)
+
+
+def _drop_neutral(body: Payload) -> None:
+    for key, value in NEUTRAL:
+        if key in body and body[key] == value and not isinstance(body[key], bool):
+            del body[key]
+
+
 # -- requests ---------------------------------------------------------------------------
 def chat_body(payload: Payload) -> Payload:
     """A validated, scaled chat payload -> a Messages API body (without `model`)."""
     body = dict(payload)
+    _drop_neutral(body)
     if "temperature" in body and "top_p" in body:
         raise GatewayError(BOTH_SAMPLERS, status=422)
     response_format = _common(body)
@@ -105,6 +122,7 @@ def completions_body(payload: Payload) -> Payload:
     """A completions payload served through the Messages API (the legacy /v1/complete is
     retired): the prompt becomes one user message."""
     body = dict(payload)
+    _drop_neutral(body)
     if "top_p" in body:
         raise GatewayError(COMPLETIONS_TOP_P, status=422)
     response_format = _common(body)
@@ -234,7 +252,7 @@ def _response_format(body: Payload, response_format: Any) -> None:
         system = body.get("system")
         body["system"] = f"{system}\n{JSON_OBJECT_INSTRUCTION}" if system else JSON_OBJECT_INSTRUCTION
     elif kind == "json_schema":
-        schema = closed_schema(copy.deepcopy(response_format["json_schema"]["schema"]))
+        schema = closed_schema(copy.deepcopy(json_schema_of(response_format)["schema"]))
         if schema is not None:  # an open-ended object cannot be expressed: MLflow skips it too
             output_config = body.get("output_config")
             base = output_config if isinstance(output_config, dict) else {}

@@ -52,6 +52,9 @@ class Provider:
     secret_fields: ClassVar[tuple[str, ...]] = ()
     endpoint_types: ClassVar[frozenset[EndpointType]] = frozenset()
     streaming_types: ClassVar[frozenset[EndpointType]] = frozenset()
+    # whether the upstream takes a completions `prompt` list (several prompts, token arrays)
+    # itself; otherwise the gateway answers one prompt per call (providers/prompts.py)
+    native_prompt_lists: ClassVar[bool] = False
 
     def __init__(self, endpoint: EndpointConfig, client: UpstreamClient) -> None:
         self.endpoint = endpoint
@@ -63,6 +66,14 @@ class Provider:
     @classmethod
     def check_config(cls, config: Any, model_name: str | None, endpoint_type: EndpointType) -> None:
         """Cross-field checks at load time; raise ConfigError with the reason."""
+
+    @classmethod
+    def unavailable(cls, config: Any, model_name: str | None, endpoint_type: EndpointType) -> str | None:
+        """Why an endpoint that MLflow loads cannot be served here: the message every call gets
+        with a 501 (the config still loads, with a warning). None when it can be served."""
+        if endpoint_type not in cls.endpoint_types:
+            return f"The {ROUTE_WORD[endpoint_type]} route is not implemented for {cls.display_name} models."
+        return None
 
     # -- called per request -------------------------------------------------------------
     async def invoke(self, kind: EndpointType, payload: Payload) -> Response:
@@ -82,6 +93,22 @@ class Provider:
 
     def label(self) -> str:
         return f"endpoint '{self.endpoint.name}' (provider {self.name})"
+
+
+class UnavailableProvider(Provider):
+    """Stands in for the provider of an endpoint that loads but cannot be served (see
+    `Provider.unavailable`): every call answers 501 with the reason, streams before they start."""
+
+    def __init__(self, endpoint: EndpointConfig, client: UpstreamClient) -> None:
+        super().__init__(endpoint, client)
+        self.display_name = endpoint.provider_class.display_name  # type: ignore[misc]
+        self.reason = endpoint.unavailable or self.unsupported(endpoint.endpoint_type).message
+
+    async def invoke(self, kind: EndpointType, payload: Payload) -> Response:
+        raise NotImplementedByProvider(self.reason)
+
+    async def open_stream(self, kind: EndpointType, payload: Payload) -> AsyncIterator[list[Chunk]]:
+        raise NotImplementedByProvider(self.reason)
 
 
 class UpstreamRequest(msgspec.Struct):
@@ -270,6 +297,14 @@ def upstream_json_error(status: int, reason: str, data: Any) -> UpstreamError:
             return UpstreamError(message if isinstance(message, str) else reason, status=status)
         return UpstreamError(str(error), status=status)
     return UpstreamError(data, status=status)
+
+
+def json_schema_of(response_format: dict[str, Any]) -> dict[str, Any]:
+    """The `json_schema` object of a `{"type": "json_schema"}` response_format, required there."""
+    spec = response_format.get("json_schema")
+    if not isinstance(spec, dict):
+        raise invalid_field(("response_format", "json_schema"), "Field required", spec, "missing")
+    return spec
 
 
 def invalid_field(

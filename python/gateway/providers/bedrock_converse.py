@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 
 from gateway.errors import GatewayError, UpstreamError
-from gateway.providers.base import HttpProvider, StreamTranslator
+from gateway.providers.base import HttpProvider, StreamTranslator, json_schema_of
 from gateway.schemas.responses import (
     ChatChoice,
     ChatChunk,
@@ -254,7 +254,7 @@ def output_config(response_format: Any) -> Payload | None:
         return None
     kind = response_format.get("type")
     if kind == "json_schema":
-        spec = response_format["json_schema"]
+        spec = json_schema_of(response_format)
         definition = {"schema": orjson.dumps(spec["schema"]).decode(), "name": spec["name"]}
         if spec.get("description"):
             definition["description"] = spec["description"]

@@ -1,9 +1,12 @@
 """Databricks Model Serving (spec §7.14): `databricks` and `databricks-model-serving`.
 
-Serving endpoints speak OpenAI's chat and embeddings formats at
-`{host}/serving-endpoints/{model}/invocations`; a Unity Catalog name (two dots or more) goes to
-the AI Gateway's OpenAI-style `{host}/ai-gateway/mlflow/v1/...` with the model in the body, as in
-MLflow. Chat streams; completions are not served (MLflow's 501), so they are refused at load.
+The calls are MLflow's: the workspace's OpenAI-compatible routes
+`{host}/serving-endpoints/chat/completions` and `{host}/serving-endpoints/embeddings`, with
+`"model": <model.name>` (the serving endpoint) first in the body; a Unity Catalog name (two dots
+or more) goes to the AI Gateway's `{host}/ai-gateway/mlflow/v1/...` the same way. A host that
+already contains `/serving-endpoints` is not given a second one. Chat streams (with
+`stream_options.include_usage` added unless the client set it, as for OpenAI); completions load
+with a warning and answer MLflow's 501.
 
 Credentials come from the config or the Databricks SDK's environment variables, without the SDK:
 `host` / DATABRICKS_HOST, then a personal access token `token` / DATABRICKS_TOKEN, or OAuth
@@ -23,7 +26,7 @@ import base64
 import os
 import time
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 import orjson
 
@@ -36,7 +39,9 @@ from gateway.types import CHAT, EMBEDDINGS, EndpointType, Payload
 KEPT_PARTS = ("text", "image_url", "input_audio")
 REFRESH_MARGIN_SECONDS = 60.0
 TOKEN_FORM = urlencode({"grant_type": "client_credentials", "scope": "all-apis"}).encode()
-GATEWAY_PATHS = {CHAT: "chat/completions", EMBEDDINGS: "embeddings"}
+PATHS = {CHAT: "chat/completions", EMBEDDINGS: "embeddings"}
+SERVING_ENDPOINTS = "/serving-endpoints"
+AI_GATEWAY = "/ai-gateway/mlflow/v1"
 
 
 class DatabricksConfig(ProviderConfig):
@@ -92,14 +97,7 @@ class DatabricksProvider(HttpProvider):
         super().__init__(*args)
         credentials = Credentials(self.config)
         host = credentials.host
-        model = self.model or ""
-        # a Unity Catalog name (catalog.schema.model) is served by the AI Gateway's OpenAI API
-        self.model_in_body = model.count(".") >= 2
-        if self.model_in_body:
-            self.urls = {kind: f"{host}/ai-gateway/mlflow/v1/{path}" for kind, path in GATEWAY_PATHS.items()}
-        else:
-            url = f"{host}/serving-endpoints/{quote(model, safe='')}/invocations"
-            self.urls = {CHAT: url, EMBEDDINGS: url}
+        self.urls = {kind: f"{api_base(host, self.model or '')}/{path}" for kind, path in PATHS.items()}
         self.headers = {"Content-Type": "application/json"}
         self.oauth: OAuthToken | None = None
         if credentials.client is not None:
@@ -108,7 +106,11 @@ class DatabricksProvider(HttpProvider):
             self.headers["Authorization"] = f"Bearer {credentials.token}"
 
     def build_request(self, kind: EndpointType, payload: Payload, stream: bool) -> UpstreamRequest:
-        body = {"model": self.model, **payload} if self.model_in_body else payload
+        body = {"model": self.model, **payload}
+        if stream:
+            options = body.get("stream_options")
+            if not isinstance(options, dict) or "include_usage" not in options:
+                body["stream_options"] = {**(options or {}), "include_usage": True}
         return UpstreamRequest(self.urls[kind], self.headers, body)
 
     async def authorize(self, request: UpstreamRequest, body: bytes) -> dict[str, str]:
@@ -142,6 +144,14 @@ class DatabricksProvider(HttpProvider):
                     if isinstance(part, dict) and part.get("type") == "text"
                 )
         return chat_chunk(data, self.name)
+
+
+def api_base(host: str, model: str) -> str:
+    """Where the OpenAI-style routes live: the AI Gateway for a Unity Catalog name
+    (catalog.schema.model), else the workspace's serving endpoints."""
+    if model.count(".") >= 2:
+        return f"{host}{AI_GATEWAY}"
+    return host if SERVING_ENDPOINTS in host else f"{host}{SERVING_ENDPOINTS}"
 
 
 def kept_content(content: Any) -> Any:

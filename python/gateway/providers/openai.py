@@ -35,6 +35,7 @@ class OpenAIProvider(HttpProvider):
     secret_fields = ("openai_api_key",)
     endpoint_types = frozenset((CHAT, COMPLETIONS, EMBEDDINGS))
     streaming_types = frozenset((CHAT, COMPLETIONS))
+    native_prompt_lists = True  # OpenAI's completions API takes prompt lists and token arrays
 
     @classmethod
     def check_config(cls, config: Any, model_name: str | None, endpoint_type: EndpointType) -> None:

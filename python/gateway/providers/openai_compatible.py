@@ -13,8 +13,9 @@ endpoint types the upstream really serves differ. What each one serves, from its
 | openrouter | https://openrouter.ai/api/v1     | yes  | yes               | yes        |
 
 MLflow answers 501 to completions for all five and lets embeddings through for all five (Groq
-and DeepSeek then fail upstream); here an endpoint type the upstream does not serve is refused
-when the config loads, and one it does serve works.
+and DeepSeek then fail upstream). Here Groq and DeepSeek completions load with a warning and
+answer MLflow's 501, their embeddings are forwarded as MLflow forwards them (the upstream
+answers), and the completions of the other three work.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from gateway.providers.openai import PATHS, OpenAIProvider
 from gateway.types import CHAT, COMPLETIONS, EMBEDDINGS, EndpointType
 
 CHAT_ONLY = frozenset((CHAT,))
+CHAT_AND_EMBEDDINGS = frozenset((CHAT, EMBEDDINGS))
 ALL_TYPES = frozenset((CHAT, COMPLETIONS, EMBEDDINGS))
 
 
@@ -47,6 +49,7 @@ class OpenAICompatibleProvider(OpenAIProvider):
     default_base: ClassVar[str] = ""
     # a key that means "send no Authorization header" (Ollama's placeholder)
     keyless_value: ClassVar[str | None] = None
+    native_prompt_lists = False  # not every compatible upstream takes prompt lists
 
     @classmethod
     def check_config(cls, config: Any, model_name: str | None, endpoint_type: EndpointType) -> None:
@@ -73,7 +76,7 @@ def join_url(base: str, path: str) -> str:
 class GroqProvider(OpenAICompatibleProvider):
     display_name = "Groq"
     default_base = "https://api.groq.com/openai/v1"
-    endpoint_types = CHAT_ONLY
+    endpoint_types = CHAT_AND_EMBEDDINGS
     streaming_types = CHAT_ONLY
 
 
@@ -81,7 +84,7 @@ class DeepSeekProvider(OpenAICompatibleProvider):
     display_name = "DeepSeek"
     # DeepSeek's documented base; MLflow's ".../v1" is an alias DeepSeek keeps for OpenAI SDKs
     default_base = "https://api.deepseek.com"
-    endpoint_types = CHAT_ONLY
+    endpoint_types = CHAT_AND_EMBEDDINGS
     streaming_types = CHAT_ONLY
 
 

@@ -118,19 +118,24 @@ class VertexAIProvider(HttpProvider):
             raise ConfigError(
                 f"vertex_location must contain only lowercase letters, digits, and hyphens; got '{location}'"
             )
+        if config.vertex_credentials:
+            load_credentials(config.vertex_credentials)  # a bad credentials JSON stops the load
+
+    @classmethod
+    def unavailable(cls, config: Any, model_name: str | None, endpoint_type: EndpointType) -> str | None:
         family = model_family(model_name or "")
         if family == "maas" and endpoint_type == COMPLETIONS:
-            raise ConfigError(
+            # MLflow's message (Claude completions work here, through the Messages API)
+            return (
                 f"The completions endpoint is not supported for {model_name} on Vertex AI. "
                 "Use the chat endpoint instead."
             )
         if family != "gemini" and endpoint_type == EMBEDDINGS:
-            raise ConfigError(
+            return (
                 f"The embeddings endpoint is not supported for {model_name} on Vertex AI. "
                 "Use a Google embedding model such as text-embedding-005."
             )
-        if config.vertex_credentials:
-            load_credentials(config.vertex_credentials)  # a bad credentials JSON stops the load
+        return super().unavailable(config, model_name, endpoint_type)
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)

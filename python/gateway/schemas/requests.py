@@ -1,14 +1,16 @@
 """Request schemas (spec §4), used to validate at the decode boundary.
 
 The payload itself stays a dict so that extra fields (seed, user, logprobs, ...) reach the
-provider untouched; these Structs only check it. msgspec ignores unknown fields.
+provider untouched; these Structs only check it. msgspec ignores unknown fields. They accept
+no more than schemas/mlflow_models.py (MLflow's pydantic models, with our deliberate
+differences listed there), which answers for every body these refuse.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from msgspec import Meta, Struct
+from msgspec import Meta, Struct, field
 
 PositiveInt = Annotated[int, Meta(ge=1)]
 
@@ -16,7 +18,7 @@ PositiveInt = Annotated[int, Meta(ge=1)]
 class JsonSchemaFormat(Struct):
     name: str
     schema: dict[str, Any]
-    strict: bool | None = None
+    strict: bool = True
 
 
 class ResponseFormat(Struct):
@@ -68,7 +70,7 @@ class SummaryText(Struct):
 
 
 class ReasoningPart(Struct, tag_field="type", tag="reasoning"):
-    summary: list[SummaryText]
+    summary: list[SummaryText] = field(default_factory=list)
 
 
 ContentPart = TextPart | ImagePart | AudioPart | ReasoningPart
@@ -128,7 +130,8 @@ class ChatRequest(SamplingParams, kw_only=True):
 
 
 class CompletionsRequest(SamplingParams, kw_only=True):
-    prompt: str
+    # str | list[str] | list[int] | list[list[int]], a list not empty: checked by hand
+    prompt: Any
 
 
 class EmbeddingsRequest(Struct, kw_only=True):

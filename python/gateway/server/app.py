@@ -16,9 +16,12 @@ from gateway.config import load_config
 from gateway.control.reload import ConfigWatcher
 from gateway.control.table import EndpointTable, Target
 from gateway.errors import BadRequest, GatewayError, MethodNotAllowed, NotFound, RequestValidationError
+from gateway.providers.base import Provider
+from gateway.providers.prompts import invoke_each, prepare_prompt
+from gateway.proxy.openai_contract import openai_response, openai_stream_contract, wants_usage
 from gateway.proxy.streaming import DONE_EVENT, encode_chunks, error_event
 from gateway.proxy.upstream import UpstreamClient
-from gateway.schemas.responses import Chunk
+from gateway.schemas.responses import Chunk, Response
 from gateway.schemas.validation import decode_json_object, validate_payload
 from gateway.server import catalog, docs
 from gateway.server.http import SSE_HEADERS, header, read_body, send_bytes, send_json
@@ -115,7 +118,7 @@ class GatewayApp:
         if target is None:
             raise NotFound("Not Found")
         payload = await self.read_payload(scope, receive, target.endpoint_type)
-        await self.dispatch(scope, receive, send, target, payload)
+        await self.dispatch(scope, receive, send, target, payload, openai_route=False)
 
     async def openai_invocation(self, scope: Scope, receive: Receive, send: Send, kind: EndpointType) -> None:
         payload = await self.read_payload(scope, receive, kind)
@@ -133,7 +136,7 @@ class GatewayApp:
         if target.endpoint_type != kind:
             raise BadRequest(f"Endpoint '{name}' is not {KIND_WORD[kind]} endpoint.")
         payload["model"] = None  # the endpoint's configured model applies
-        await self.dispatch(scope, receive, send, target, payload)
+        await self.dispatch(scope, receive, send, target, payload, openai_route=True)
 
     async def read_payload(self, scope: Scope, receive: Receive, kind: EndpointType) -> Payload:
         body = await read_body(scope, receive, self.max_body)
@@ -142,29 +145,41 @@ class GatewayApp:
         return payload
 
     async def dispatch(
-        self, scope: Scope, receive: Receive, send: Send, target: Target, payload: Payload
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        target: Target,
+        payload: Payload,
+        openai_route: bool,
     ) -> None:
         kind = target.endpoint_type
         streaming = payload.get("stream") is True and kind != EMBEDDINGS
-        if target.limiter is None:
-            if streaming:
-                await relay_stream(receive, send, await target.provider.open_stream(kind, payload))
-            else:
-                await send_json(send, 200, await target.provider.invoke(kind, payload))
-            return
+        prompts = prepare_prompt(target.provider, kind, payload, streaming)
         # limits are decided before the provider is called and settled once the response or
         # stream has ended, however it ended (tokens reconciled, concurrency place given back)
-        grant = await target.limiter.admit(scope, kind, payload)
+        grant = await target.limiter.admit(scope, kind, payload) if target.limiter is not None else None
         try:
             if streaming:
+                usage = wants_usage(payload)
                 stream = await target.provider.open_stream(kind, payload)
-                await relay_stream(receive, send, grant.meter.watch(stream), [*SSE_HEADERS, *grant.headers])
+                headers = SSE_HEADERS
+                if grant is not None:
+                    stream = grant.meter.watch(stream)
+                    headers = [*SSE_HEADERS, *grant.headers]
+                await relay_stream(
+                    receive, send, openai_stream_contract(stream, usage, openai_route), headers
+                )
             else:
-                response = await target.provider.invoke(kind, payload)
-                grant.meter.response(response)
-                await send_json(send, 200, response, grant.headers)
+                response = await invoke(target.provider, kind, payload, prompts)
+                if grant is not None:
+                    grant.meter.response(response)
+                if openai_route:
+                    response = openai_response(response)
+                await send_json(send, 200, response, grant.headers if grant is not None else None)
         finally:
-            grant.settle()
+            if grant is not None:
+                grant.settle()
 
 
 async def relay_stream(
@@ -212,6 +227,14 @@ async def _close(stream: AsyncIterator[list[Chunk]]) -> None:
     aclose = getattr(stream, "aclose", None)
     if aclose is not None:
         await aclose()
+
+
+async def invoke(
+    provider: Provider, kind: EndpointType, payload: Payload, prompts: list[str] | None
+) -> Response:
+    if prompts is not None:
+        return await invoke_each(provider, payload, prompts)
+    return await provider.invoke(kind, payload)
 
 
 def invocation_name(path: str) -> str | None:
