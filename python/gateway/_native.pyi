@@ -55,6 +55,34 @@ def encode_event(data: bytes) -> bytes:
 def encode_events(items: Sequence[bytes]) -> bytes:
     """Concatenation of `encode_event(item)` for each item, built in one allocation."""
 
+# -- JSON cost scan ------------------------------------------------------------------------
+
+@final
+class JsonLimits:
+    """What one JSON body may cost before it is decoded, checked in one pass over its raw bytes
+    that builds nothing: nesting depth of arrays and objects, values (array items plus object
+    members, at every level) and items of the top-level `messages` array (a key written with
+    escapes, `"m\\u0065ssages"`, counts too; a repeated key counts its longest array).
+
+    Not a validator: invalid JSON is measured as far as it goes, never raises. Limits are
+    non-negative (`ValueError` otherwise).
+    """
+
+    def __init__(self, *, max_depth: int, max_values: int, max_messages: int) -> None: ...
+    @property
+    def max_depth(self) -> int: ...
+    @property
+    def max_values(self) -> int: ...
+    @property
+    def max_messages(self) -> int: ...
+    def check(self, body: bytes, release_gil: bool = False) -> tuple[str, int] | None:
+        """`None` within the limits, else the first limit crossed: `("depth", deepest nesting in
+        the whole body)`, `("values", max_values + 1)` or `("messages", max_messages + 1)`.
+        `release_gil` runs the scan without the GIL (from a worker thread)."""
+
+def json_stats(body: bytes) -> tuple[int, int, int]:
+    """`(depth, values, messages)` of `body`, unlimited (measurements and tests)."""
+
 # -- parameter scaling -------------------------------------------------------------------
 
 @final

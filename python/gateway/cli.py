@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import sys
 
 from gateway.config import GatewayConfig, load_config
 from gateway.errors import ConfigError
+from gateway.settings import SettingsError, reload_settings
 
 logger = logging.getLogger("gateway")
 
@@ -28,6 +30,20 @@ def _load(path: str) -> GatewayConfig | None:
         return None
 
 
+def _settings_ok() -> bool:
+    """Read the environment's settings once, flags applied; False (reason printed) if one is
+    not a valid value."""
+    try:
+        current = reload_settings()
+    except SettingsError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        return False
+    if not math.isfinite(current.drain_seconds):
+        print("Error: GATEWAY_DRAIN_SECONDS must be a finite number of seconds", file=sys.stderr)
+        return False
+    return True
+
+
 def start(args: argparse.Namespace) -> int:
     path = _config_path(args.config_path)
     if path is None:
@@ -36,16 +52,21 @@ def start(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    # flags become the environment the workers inherit
+    if args.max_request_bytes is not None:
+        os.environ["GATEWAY_MAX_REQUEST_BYTES"] = str(args.max_request_bytes)
+    if args.drain_seconds is not None:
+        os.environ["GATEWAY_DRAIN_SECONDS"] = repr(args.drain_seconds)
+    if not _settings_ok():
+        return 2
     config = _load(path)
     if config is None:
         return 2
     for warning in config.warnings:
         logger.warning("%s", warning)
-    if args.max_request_bytes is not None:
-        os.environ["GATEWAY_MAX_REQUEST_BYTES"] = str(args.max_request_bytes)
     from gateway.server.run import serve
 
-    serve(path, args.host, args.port, args.workers, args.log_level)
+    serve(path, args.host, args.port, args.workers, args.log_level, config_text=config.text)
     return 0
 
 
@@ -53,6 +74,8 @@ def validate(args: argparse.Namespace) -> int:
     path = _config_path(args.config_path)
     if path is None:
         print("Error: give a config path", file=sys.stderr)
+        return 2
+    if not _settings_ok():
         return 2
     config = _load(path)
     if config is None:
@@ -66,6 +89,16 @@ def validate(args: argparse.Namespace) -> int:
         return 1
     print(f"{path}: OK ({len(config.endpoints)} endpoints, {len(config.routes)} routes)")
     return 0
+
+
+def _seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = math.nan
+    if not math.isfinite(seconds) or seconds < 0:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of seconds >= 0")
+    return seconds
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
@@ -86,6 +119,14 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         type=int,
         default=None,
         help="largest accepted request body; larger gets 413 (env: GATEWAY_MAX_REQUEST_BYTES, default 32 MiB)",
+    )
+    start_cmd.add_argument(
+        "--drain-seconds",
+        type=_seconds,
+        default=None,
+        metavar="N",
+        help="how long a stopping worker may finish in-flight requests and streams before it is "
+        "killed (env: GATEWAY_DRAIN_SECONDS, default 30)",
     )
     start_cmd.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     start_cmd.set_defaults(func=start)

@@ -5,6 +5,7 @@
     ├── BadRequest                400
     ├── NotFound                  404
     ├── MethodNotAllowed          405
+    ├── RequestTimeout            408, a request body slower than its deadline; closes the connection
     ├── PayloadTooLarge           413
     ├── RateLimited               429, {"error": "Rate limit exceeded: ..."} + Retry-After, RateLimit-*
     ├── LimitsUnavailable         503, rate-limit storage down and limits_failure_mode: closed
@@ -120,6 +121,17 @@ class MethodNotAllowed(GatewayError):
         return [(b"allow", self.allow.encode())]
 
 
+class RequestTimeout(GatewayError):
+    """A request body that did not arrive in time. The connection is closed with the answer:
+    the rest of the body may still be on its way."""
+
+    status = 408
+    error_type = "timeout"
+
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        return [(b"connection", b"close")]
+
+
 class PayloadTooLarge(GatewayError):
     status = 413
     error_type = "invalid_request_error"
@@ -156,10 +168,36 @@ class NotImplementedByProvider(GatewayError):
     error_type = "not_implemented"
 
 
+# upstream answer headers a client needs to back off: Retry-After and the rate-limit state
+PASSED_HEADER_PREFIXES = ("x-ratelimit-", "anthropic-ratelimit-", "ratelimit-")
+PASSED_HEADERS = frozenset(("retry-after", "retry-after-ms"))
+
+
 class UpstreamError(GatewayError):
-    """An error answer from the provider: its status and message reach the client."""
+    """An error answer from the provider: its status and message reach the client, with the
+    upstream's Retry-After and rate-limit headers."""
 
     error_type = "upstream_error"
+    upstream_headers: list[tuple[bytes, bytes]] = []
+
+    def from_upstream(self, headers: dict[str, str], source: str, upstream_status: int) -> None:
+        """Keeps the upstream's back-off headers; a server-side failure (5xx, or an answer in a
+        format that cannot be read) names the endpoint and provider it came from."""
+        self.upstream_headers = [
+            (name.encode("latin-1"), value.encode("latin-1"))
+            for name, value in headers.items()
+            if name in PASSED_HEADERS or name.startswith(PASSED_HEADER_PREFIXES)
+        ]
+        if self.status < 500 or source in self.message:
+            return
+        prefix = f"{source} failed (upstream HTTP {upstream_status}): "
+        if isinstance(self.detail, str):
+            self.detail = prefix + self.detail
+        elif isinstance(self.detail, dict) and set(self.detail) == {"message"}:
+            self.detail = {"message": prefix + str(self.detail["message"])}
+
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        return self.upstream_headers
 
 
 class UpstreamUnavailable(UpstreamError):

@@ -7,6 +7,7 @@ use pyo3::prelude::*;
 
 pub mod errors;
 pub mod eventstream;
+pub mod jsonscan;
 pub mod ratelimit;
 pub mod scaling;
 pub mod sse;
@@ -22,6 +23,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("build_profile", profile)?;
     errors::register(m)?;
     eventstream::py::register(m)?;
+    jsonscan::py::register(m)?;
     sse::py::register(m)?;
     scaling::py::register(m)?;
     ratelimit::py::register(m)?;

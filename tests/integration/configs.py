@@ -24,3 +24,16 @@ def openai_config(base: str, extra_endpoints: str = "", chat_extra: str = "") ->
         + openai_endpoint("embeddings", "embeddings", "text-embedding-3-small", base)
         + extra_endpoints
     )
+
+
+# one mock chat endpoint with short answers: for load tests where the provider must cost nothing
+MOCK_CHAT = """
+endpoints:
+  - name: chat
+    endpoint_type: llm/v1/chat
+    model:
+      provider: mock
+      name: mock-chat
+      config:
+        output_tokens: 4
+"""

@@ -13,6 +13,7 @@ import pytest
 
 from tests.conftest import free_port, launch
 from tests.integration.configs import openai_endpoint
+from tests.support.client import upstream_detail
 
 CHAT = {"messages": [{"role": "user", "content": "hi"}]}
 
@@ -33,6 +34,8 @@ def gateway(upstream, tmp_path_factory):
         openai_endpoint("stream-break", "chat", "stream-break", upstream.base),
         openai_endpoint("stream-error", "chat", "stream-error-event", upstream.base),
         openai_endpoint("slow-stream", "chat", "stream-gap-500", upstream.base),
+        openai_endpoint("wrong-shape", "chat", "stream-wrong-shape", upstream.base),
+        openai_endpoint("empty-stream", "chat", "stream-empty", upstream.base),
     ]
     env = {"MLFLOW_GATEWAY_ROUTE_TIMEOUT_SECONDS": "1", "GATEWAY_MAX_REQUEST_BYTES": "2000"}
     process = launch(tmp_path_factory.mktemp("errors"), "endpoints:" + "".join(endpoints), env=env)
@@ -131,20 +134,37 @@ def test_upstream_json_error_without_error_key(http):
 
 def test_upstream_text_error(http):
     response = invoke(http, "text-503", CHAT)
-    assert response.status_code == 503 and response.json() == {"detail": {"message": "upstream overloaded"}}
+    message = upstream_detail("text-503", "openai", 503, "upstream overloaded")
+    assert response.status_code == 503 and response.json() == {"detail": {"message": message}}
 
 
 def test_upstream_html_is_502(http):
     response = invoke(http, "html-502", CHAT)
     assert response.status_code == 502
     assert response.json()["detail"].startswith(
-        "The returned data type from the route service is not supported."
+        upstream_detail(
+            "html-502", "openai", 502, "The returned data type from the route service is not supported."
+        )
     )
 
 
 def test_upstream_429_passes_through(http):
     response = invoke(http, "rate-429", CHAT)
     assert response.status_code == 429 and response.json() == {"detail": "Rate limit reached for requests"}
+    # the client backs off as the provider asked; other upstream headers stay behind
+    assert response.headers["retry-after"] == "7"
+    assert response.headers["x-ratelimit-reset-requests"] == "7s"
+    assert response.headers["x-ratelimit-remaining-requests"] == "0"
+    assert "x-request-id" not in response.headers or response.headers["x-request-id"] != "req_upstream"
+
+
+def test_upstream_retry_after_reaches_the_openai_sdk(gateway):
+    import openai
+
+    client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key="unused", max_retries=0)
+    with pytest.raises(openai.RateLimitError) as raised:
+        client.chat.completions.create(model="rate-429", messages=CHAT["messages"])
+    assert raised.value.response.headers["retry-after"] == "7"
 
 
 def test_timeout_is_504_naming_endpoint_and_provider(http):
@@ -189,6 +209,22 @@ def test_stream_error_event_from_upstream_is_relayed(http):
     events = read_events(http, "stream-error")
     error = json.loads(events[-1][len("data: ") :])["error"]
     assert error["message"] == "The server had an error"
+
+
+def test_stream_events_of_the_wrong_shape_are_skipped(http):
+    events = read_events(http, "wrong-shape")
+    assert events[-1] == "data: [DONE]"
+    chunks = [json.loads(e[len("data: ") :]) for e in events[:-1]]
+    assert (
+        "".join(c["choices"][0]["delta"]["content"] or "" for c in chunks) == "Hello from the mock upstream!"
+    )
+
+
+def test_empty_upstream_stream_is_an_error_event(http):
+    events = read_events(http, "empty-stream")
+    error = json.loads(events[-1][len("data: ") :])["error"]
+    assert error["code"] == 502 and "endpoint 'empty-stream'" in error["message"]
+    assert "data: [DONE]" not in events
 
 
 def test_stream_refused_before_start_is_a_status(http):

@@ -87,8 +87,14 @@ def test_storage_from_the_config_or_mlflows_variable(monkeypatch):
     # the config file wins; memory:// means this host's shared memory
     assert parse_config(config(endpoint("chat"), top="limits_storage: memory://\n")).limits_storage is None
     monkeypatch.setenv("MLFLOW_GATEWAY_RATE_LIMITS_STORAGE_URI", "memcached://cache:11211")
-    with pytest.raises(ConfigError, match="MLFLOW_GATEWAY_RATE_LIMITS_STORAGE_URI: storage 'memcached'"):
+    with pytest.raises(ConfigError, match="MLFLOW_GATEWAY_RATE_LIMITS_STORAGE_URI: storage 'memcached://'"):
         parse_config(config(endpoint("chat")))
+    # a URI's credentials are never echoed, however malformed it is
+    for bad in ("hunter2@cache:6379", "memcached://admin:hunter2@cache", "s3cr3t-pass://cache"):
+        monkeypatch.setenv("MLFLOW_GATEWAY_RATE_LIMITS_STORAGE_URI", bad)
+        with pytest.raises(ConfigError) as refused:
+            parse_config(config(endpoint("chat")))
+        assert "hunter2" not in str(refused.value) and "admin" not in str(refused.value)
     with pytest.raises(ConfigError, match="limits_failure_mode: Input should be 'open' or 'closed'"):
         parse_config(config(endpoint("chat"), top="limits_storage: memory://\nlimits_failure_mode: maybe\n"))
 

@@ -13,7 +13,7 @@ from gateway.config import parse_config
 from gateway.errors import ConfigError
 from tests.conftest import free_port, launch
 from tests.providers.ai21_upstream import ERRORS, KEY, USAGE, AI21Upstream
-from tests.support.client import invoke
+from tests.support.client import invoke, upstream_detail
 
 CHAT = {"messages": [{"role": "user", "content": "hi"}]}
 PROMPT = {"prompt": "Say hello"}
@@ -182,7 +182,8 @@ def test_stream_refused_upstream_keeps_its_status(http):
 @pytest.mark.parametrize("status", [422, 429, 500])
 def test_upstream_errors_keep_status_and_detail(http, status):
     response = invoke(http, f"err-{status}", PROMPT)
-    assert response.status_code == status and response.json() == {"detail": ERRORS[status]}
+    detail = upstream_detail(f"err-{status}", "ai21labs", status, ERRORS[status])
+    assert response.status_code == status and response.json() == {"detail": detail}
 
 
 def test_bad_key_is_401_with_ai21s_message(http):

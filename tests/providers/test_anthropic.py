@@ -12,7 +12,7 @@ import pytest
 
 from tests.conftest import free_port, launch
 from tests.providers.anthropic_upstream import AnthropicUpstream
-from tests.support.client import invoke
+from tests.support.client import invoke, upstream_detail
 from tests.support.contract import check_stream_contract
 
 KEY = "sk-ant-test-secret"
@@ -598,7 +598,7 @@ def test_stream_refused_upstream_keeps_its_status(http):
 def test_upstream_errors_keep_status_and_message(http, status, message):
     response = invoke(http, f"err-{status}", CHAT)
     assert response.status_code == status
-    assert response.json() == {"detail": message}
+    assert response.json() == {"detail": upstream_detail(f"err-{status}", "anthropic", status, message)}
 
 
 @pytest.mark.parametrize("name", ["malformed", "bad-json"])

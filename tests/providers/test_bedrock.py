@@ -36,7 +36,7 @@ from tests.providers.bedrock_upstream import (
     event,
     stream_frames,
 )
-from tests.support.client import invoke
+from tests.support.client import invoke, upstream_detail
 from tests.support.contract import check_stream_contract
 
 INCLUDE_USAGE = {"stream_options": {"include_usage": True}}
@@ -568,7 +568,8 @@ def test_streaming_n_above_one_is_422(http):
 )
 def test_bedrock_errors_keep_status_and_message(http, name, status, message):
     response = invoke(http, name, CHAT)
-    assert response.status_code == status and response.json() == {"detail": message}
+    detail = upstream_detail(name, "bedrock", status, message)
+    assert response.status_code == status and response.json() == {"detail": detail}
 
 
 def test_v1_errors_raise_the_right_sdk_exception(sdk):

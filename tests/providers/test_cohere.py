@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import free_port, launch
 from tests.providers.cohere_upstream import ERRORS, KEY, CohereUpstream
-from tests.support.client import invoke
+from tests.support.client import invoke, upstream_detail
 
 CHAT = {"messages": [{"role": "user", "content": "hi"}]}
 WEATHER_TOOL = {
@@ -320,7 +320,8 @@ def test_stream_refused_upstream_keeps_its_status(http):
 @pytest.mark.parametrize("status", sorted(ERRORS))
 def test_upstream_errors_keep_status_and_message(http, status):
     response = invoke(http, f"err-{status}", CHAT)
-    assert response.status_code == status and response.json() == {"detail": ERRORS[status]}
+    detail = upstream_detail(f"err-{status}", "cohere", status, ERRORS[status])
+    assert response.status_code == status and response.json() == {"detail": detail}
 
 
 def test_bad_key_is_401_with_cohere_message(http, upstream):

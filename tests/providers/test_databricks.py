@@ -13,7 +13,7 @@ from gateway.config import parse_config
 from gateway.errors import ConfigError
 from tests.conftest import launch
 from tests.providers.databricks_upstream import SERVED_MODEL, DatabricksUpstream
-from tests.support.client import invoke, stream_events
+from tests.support.client import invoke, stream_events, upstream_detail
 
 PAT = "dapi-config-secret"
 ENV_PAT = "dapi-env-secret"
@@ -234,7 +234,8 @@ def test_upstream_4xx_passes_through(http):
 
 def test_upstream_5xx_text(http):
     response = invoke(http, "err-503-text", CHAT)
-    assert response.status_code == 503 and response.json() == {"detail": {"message": "upstream overloaded"}}
+    message = upstream_detail("err-503-text", "databricks", 503, "upstream overloaded")
+    assert response.status_code == 503 and response.json() == {"detail": {"message": message}}
 
 
 def test_malformed_body_is_502(http):

@@ -14,7 +14,7 @@ from gateway.config import parse_config
 from gateway.errors import ConfigError
 from tests.conftest import free_port, launch
 from tests.providers.gemini_upstream import GoogleUpstream
-from tests.support.client import invoke
+from tests.support.client import invoke, upstream_detail
 from tests.support.contract import check_stream_contract
 
 KEY = "gm-test-secret-key-123"
@@ -543,7 +543,7 @@ def test_key_is_required():
 def test_google_errors_keep_status_and_message(http, name, status, message):
     response = invoke(http, name, HI)
     assert response.status_code == status
-    assert response.json() == {"detail": message}
+    assert response.json() == {"detail": upstream_detail(name, "gemini", status, message)}
 
 
 def test_google_errors_through_the_openai_sdk(sdk):

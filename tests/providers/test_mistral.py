@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import free_port, launch
 from tests.providers.mistral_upstream import MistralUpstream
-from tests.support.client import invoke
+from tests.support.client import invoke, upstream_detail
 
 KEY = "mistral-test-secret"
 CHAT = {"messages": [{"role": "user", "content": "hi", "name": "ada"}]}
@@ -199,7 +199,8 @@ def test_upstream_error_before_a_stream_is_a_status(http):
 def test_upstream_5xx_text(http):
     response = invoke(http, "err-503-text", CHAT)
     assert response.status_code == 503
-    assert response.json() == {"detail": {"message": "upstream overloaded"}}
+    message = upstream_detail("err-503-text", "mistral", 503, "upstream overloaded")
+    assert response.json() == {"detail": {"message": message}}
 
 
 def test_malformed_body_is_502(http):

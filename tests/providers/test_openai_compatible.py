@@ -14,7 +14,7 @@ from gateway.types import CHAT as CHAT_TYPE
 from gateway.types import COMPLETIONS, EMBEDDINGS
 from tests.conftest import launch
 from tests.providers.openai_compatible_upstream import CompatibleUpstream
-from tests.support.client import invoke, stream_events
+from tests.support.client import invoke, stream_events, upstream_detail
 from tests.support.contract import check_stream_contract
 
 CHAT = {"messages": [{"role": "user", "content": "hi"}]}
@@ -188,7 +188,8 @@ def test_upstream_429_reaches_the_openai_sdk(gateway):
 
 def test_upstream_5xx_text(http):
     response = invoke(http, "xai-503", CHAT)
-    assert response.status_code == 503 and response.json() == {"detail": {"message": "upstream overloaded"}}
+    message = upstream_detail("xai-503", "xai", 503, "upstream overloaded")
+    assert response.status_code == 503 and response.json() == {"detail": {"message": message}}
 
 
 def test_malformed_body_is_502(http):

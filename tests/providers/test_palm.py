@@ -14,7 +14,7 @@ import pytest
 
 from tests.conftest import free_port, launch
 from tests.providers.palm_upstream import ERRORS, KEY, PaLMUpstream
-from tests.support.client import invoke
+from tests.support.client import invoke, upstream_detail
 
 CHAT = {"messages": [{"role": "user", "content": "hi"}]}
 PROMPT = {"prompt": "Say hello"}
@@ -233,7 +233,8 @@ def test_stream_error_event_mid_stream(http):
 @pytest.mark.parametrize("status", sorted(ERRORS))
 def test_upstream_errors_keep_status_and_message(http, status):
     response = invoke(http, f"err-{status}", CHAT)
-    assert response.status_code == status and response.json() == {"detail": ERRORS[status][1]}
+    detail = upstream_detail(f"err-{status}", "palm", status, ERRORS[status][1])
+    assert response.status_code == status and response.json() == {"detail": detail}
 
 
 def test_errors_before_a_stream_keep_their_status(http):

@@ -14,7 +14,7 @@ from gateway.types import CHAT as CHAT_TYPE
 from gateway.types import EMBEDDINGS
 from tests.conftest import launch
 from tests.providers.openai_compatible_upstream import CompatibleUpstream
-from tests.support.client import invoke, stream_events
+from tests.support.client import invoke, stream_events, upstream_detail
 
 CHAT = {"messages": [{"role": "user", "content": "hi"}]}
 REPLY = "Hello from the mock upstream!"
@@ -167,7 +167,8 @@ def test_upstream_errors(http):
     assert response.status_code == 401
     assert response.json() == {"detail": "Incorrect API key provided: sk-***"}
     response = invoke(http, "err-503", CHAT)
-    assert response.status_code == 503 and response.json() == {"detail": {"message": "upstream overloaded"}}
+    message = upstream_detail("err-503", "portkey", 503, "upstream overloaded")
+    assert response.status_code == 503 and response.json() == {"detail": {"message": message}}
 
 
 def test_error_mid_stream_becomes_an_error_event(http):

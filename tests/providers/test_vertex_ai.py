@@ -16,7 +16,7 @@ from gateway.errors import ConfigError
 from gateway.providers.vertex_ai import model_family, vertex_host
 from tests.conftest import launch
 from tests.providers.gemini_upstream import GoogleUpstream
-from tests.support.client import invoke
+from tests.support.client import invoke, upstream_detail
 from tests.support.contract import check_stream_contract
 
 PROJECT = "demo-project"
@@ -237,7 +237,7 @@ def test_error_mid_stream(http):
 def test_google_errors_keep_status_and_message(http, name, status, detail):
     response = invoke(http, name, HI)
     assert response.status_code == status
-    assert response.json() == {"detail": detail}
+    assert response.json() == {"detail": upstream_detail(name, "vertex_ai", status, detail)}
 
 
 def test_malformed_answer_is_502_and_timeout_504(http):

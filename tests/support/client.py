@@ -20,3 +20,11 @@ def stream_events(http: httpx.Client, name: str, body: dict[str, Any]) -> list[A
         raw = response.read().decode()
     events = [event for event in raw.split("\n\n") if event]
     return [json.loads(e[len("data: ") :]) if e != "data: [DONE]" else "[DONE]" for e in events]
+
+
+def upstream_detail(endpoint: str, provider: str, status: int, message: str) -> str:
+    """The detail of an upstream's error answer as the gateway passes it on: the upstream's
+    message, naming the endpoint and provider when the upstream failed on its side (5xx)."""
+    if status < 500:
+        return message
+    return f"endpoint '{endpoint}' (provider {provider}) failed (upstream HTTP {status}): {message}"

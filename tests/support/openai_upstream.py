@@ -12,6 +12,9 @@ config), so one server covers success, error classes and awkward streams:
   stream-gap-<ms>         stream chunks that many ms apart
   stream-break            stream two chunks, then drop the connection
   stream-error-event      stream one chunk, then an {"error": ...} event
+  stream-wrong-shape      valid JSON that is not an event object (`data: 12345`) between chunks
+  stream-empty            200 with nothing but `data: [DONE]`
+  err-401-echo            401 whose message quotes the bearer key it was sent
 
 A chat request with `tools` is answered with a call of the first tool (streamed as OpenAI streams
 tool calls: id, type and name in the first delta only); a completions `prompt` list gets one
@@ -39,6 +42,7 @@ class OpenAIUpstream(RecordingUpstream):
     def __init__(self, ssl_context: ssl.SSLContext | None = None) -> None:
         super().__init__(ssl_context)
         self.abandoned_streams = 0  # streams whose reader (the gateway) hung up early
+        self.abandoned_requests = 0  # slow answers whose asker (the gateway) hung up first
 
     @property
     def base(self) -> str:
@@ -57,8 +61,16 @@ class OpenAIUpstream(RecordingUpstream):
         error = _error_response(model)
         if error is not None:
             return error
+        if model == "err-401-echo":
+            key = request.headers.get("Authorization", "").removeprefix("Bearer ")
+            message = f"Incorrect API key provided: {key}. You can find your API key at https://platform."
+            return web.json_response(
+                {"error": {"message": message, "type": "invalid_request_error"}}, status=401
+            )
         if model.startswith("slow-"):
             await asyncio.sleep(int(model.split("-")[1]) / 1000)
+            if request.transport is None or request.transport.is_closing():
+                self.abandoned_requests += 1  # the gateway hung up while the answer was pending
         if kind == "chat/completions" and body.get("tools"):
             return await self.tool_call(request, body)
         if body.get("stream"):
@@ -84,6 +96,10 @@ class OpenAIUpstream(RecordingUpstream):
                 assert request.transport is not None
                 request.transport.close()
                 return response
+            if model == "stream-empty":
+                break
+            if model == "stream-wrong-shape" and index == 1:
+                await response.write(b'data: 12345\n\ndata: [1, 2]\n\ndata: "text"\n\n')
             if model == "stream-error-event" and index == 1:
                 await response.write(
                     b'data: {"error": {"message": "The server had an error", "type": "server_error"}}\n\n'
@@ -148,8 +164,18 @@ def _error_response(model: str) -> web.Response | None:
     if model in ("err-401", "err-429"):
         status = int(model[4:])
         message = "Incorrect API key provided: sk-***" if status == 401 else "Rate limit reached for requests"
+        # OpenAI's back-off headers on a 429 (and a header the gateway must not pass on)
+        headers = {"x-request-id": "req_upstream"}
+        if status == 429:
+            headers |= {
+                "retry-after": "7",
+                "x-ratelimit-remaining-requests": "0",
+                "x-ratelimit-reset-requests": "7s",
+            }
         return web.json_response(
-            {"error": {"message": message, "type": "invalid_request_error", "code": None}}, status=status
+            {"error": {"message": message, "type": "invalid_request_error", "code": None}},
+            status=status,
+            headers=headers,
         )
     if model == "err-400-plain-json":
         return web.json_response({"foo": "bar"}, status=400)

@@ -11,6 +11,7 @@ from gateway.config import EndpointConfig, GatewayConfig, LimitConfig, RouteConf
 from gateway.control.limits import CombinedLimiter, Limiter, build_limiter
 from gateway.providers.base import Provider, UnavailableProvider
 from gateway.proxy.upstream import UpstreamClient
+from gateway.redact import Redactor, config_secrets
 from gateway.types import EndpointType
 
 
@@ -80,6 +81,12 @@ class EndpointTable:
             limiter = _limiter(f"route|{route.name}", route.limit, config, old_limiter)
             self.routes[route.name] = TrafficRoute(route, self.targets, limiter)
         self.invocable: dict[str, Target | TrafficRoute] = {**self.targets, **self.routes}
+        # every configured secret, kept out of error bodies, stream error events and logs
+        self.redactor = Redactor(
+            secret
+            for endpoint in config.endpoints
+            for secret in config_secrets(endpoint.provider_config, endpoint.provider_class.secret_fields)
+        )
 
     def resolve(self, name: str) -> Target | None:
         entry = self.invocable.get(name)

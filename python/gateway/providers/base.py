@@ -26,13 +26,14 @@ from gateway.errors import (
     UpstreamError,
     UpstreamUnavailable,
 )
+from gateway.proxy.limits import ResponseTooLarge
 from gateway.proxy.streaming import sse_events
 from gateway.schemas.responses import Chunk, Response
 from gateway.types import CHAT, COMPLETIONS, EMBEDDINGS, EndpointType, Payload
 
 if TYPE_CHECKING:
     from gateway.config import EndpointConfig
-    from gateway.proxy.upstream import UpstreamClient
+    from gateway.proxy.upstream import UpstreamClient, UpstreamResponse, UpstreamStream
 
 ROUTE_WORD = {CHAT: "chat", COMPLETIONS: "completions", EMBEDDINGS: "embeddings"}
 MODEL_NOT_PERMITTED = (
@@ -201,7 +202,7 @@ class HttpProvider(Provider):
         body = self.encode_body(request.body)
         headers = await self.authorize(request, body)
         response = await self.client.post(request.url, headers, body, self.label())
-        data = self.decode(response.status, response.content_type, response.reason, response.body)
+        data = self.answer(response, response.body)
         try:
             return self.parse_response(kind, data)
         except GatewayError:
@@ -220,7 +221,7 @@ class HttpProvider(Provider):
             raw = await stream.read_all()
             # an upstream that answers a stream request with plain JSON is an error or a
             # provider that cannot stream: either way the client gets a real status
-            data = self.decode(stream.status, stream.content_type, stream.reason, raw)
+            data = self.answer(stream, raw)
             raise UpstreamUnavailable(
                 f"{self.label()} did not return an event stream: {orjson.dumps(data).decode()[:500]}"
             )
@@ -228,6 +229,7 @@ class HttpProvider(Provider):
 
     async def _relay(self, translator: StreamTranslator, stream: Any) -> AsyncIterator[list[Chunk]]:
         clean = False
+        produced = False
         try:
             async for events in self.decode_stream(stream.iter_chunks()):
                 batch: list[Chunk] = []
@@ -240,11 +242,17 @@ class HttpProvider(Provider):
                         yield batch
                     raise
                 if batch:
+                    produced = True
                     yield batch
             tail = translator.finish()
             if tail:
+                produced = True
                 yield tail
+            if not produced:
+                raise UpstreamUnavailable(f"{self.label()} ended its stream without sending any event.")
             clean = True
+        except ResponseTooLarge as exc:  # an SSE event over GATEWAY_MAX_STREAM_EVENT_BYTES
+            raise UpstreamUnavailable(f"{self.label()} {exc}") from None
         except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
             raise UpstreamUnavailable(
                 f"Malformed stream event from {self.label()}: {type(exc).__name__}: {exc}"
@@ -256,6 +264,15 @@ class HttpProvider(Provider):
                 _background(stream.drain())
             else:
                 stream.release()
+
+    def answer(self, response: UpstreamResponse | UpstreamStream, body: bytes) -> Payload:
+        """`decode`, with the upstream's back-off headers kept on its errors and a server-side
+        failure naming the endpoint and provider."""
+        try:
+            return self.decode(response.status, response.content_type, response.reason, body)
+        except UpstreamError as exc:
+            exc.from_upstream(response.headers, self.label(), response.status)
+            raise
 
     def decode(self, status: int, content_type: str, reason: str, body: bytes) -> Payload:
         """Decode an upstream answer or raise the error MLflow's clients expect (spec §5.1)."""

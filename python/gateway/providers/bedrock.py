@@ -197,7 +197,7 @@ class BedrockProvider(HttpProvider):
         raw = self.encode_body(body)
         headers = await self.authorize(request, raw)
         response = await self.client.post(url, headers, raw, self.label())
-        return self.decode(response.status, response.content_type, response.reason, response.body)
+        return self.answer(response, response.body)
 
 
 async def fan_out(calls: list[Callable[[], Awaitable[T]]]) -> list[T]:

@@ -3,6 +3,10 @@
 The lean client in http1.py speaks to origins directly; proxies (absolute-form requests,
 CONNECT tunnels, proxy auth) are aiohttp's job. One session per worker, created lazily inside
 the running loop.
+
+aiohttp's own decompression is off: bodies are inflated by limits.Inflater, in bounded steps and
+under the same ratio and size caps as the direct path. Reads are pulled by the caller, so
+aiohttp's flow control (its StreamReader pauses the socket past 2 x 64 KiB) holds end to end.
 """
 
 from __future__ import annotations
@@ -11,6 +15,8 @@ import ssl
 from collections.abc import AsyncIterator
 
 import aiohttp
+
+from gateway.proxy.limits import INFLATE_STEP, BodyLimits, Inflater
 
 
 class AiohttpTransport:
@@ -29,12 +35,16 @@ class AiohttpTransport:
                 connector=aiohttp.TCPConnector(limit=0, ssl=self._ssl, keepalive_timeout=30),
                 trust_env=False,  # proxies are decided once per origin by UpstreamClient
                 skip_auto_headers=("User-Agent",),
+                auto_decompress=False,  # see read_body / chunks
             )
         return self._session
 
     async def open(
         self, url: str, headers: dict[str, str], body: bytes, proxy: str, stream: bool
     ) -> aiohttp.ClientResponse:
+        if not any(name.lower() == "accept-encoding" for name in headers):
+            # only what Inflater decodes (aiohttp would also offer br / zstd when installed)
+            headers = {**headers, "Accept-Encoding": "gzip, deflate"}
         return await self._client().post(
             url,
             data=body,
@@ -45,9 +55,40 @@ class AiohttpTransport:
         )
 
     @staticmethod
-    async def chunks(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
-        async for chunk in response.content.iter_any():
-            yield chunk
+    async def read_body(response: aiohttp.ClientResponse, limits: BodyLimits) -> bytes:
+        """The whole body, decoded, refused as soon as it passes the response cap."""
+        cap = limits.max_response_bytes
+        declared = response.content_length
+        if cap and declared is not None and declared > cap:
+            raise limits.response_too_large()
+        parts = []
+        size = 0
+        async for part in AiohttpTransport.chunks(response, limits, whole=True):
+            size += len(part)
+            if cap and size > cap:
+                raise limits.response_too_large()
+            parts.append(part)
+        return b"".join(parts)
+
+    @staticmethod
+    async def chunks(
+        response: aiohttp.ClientResponse, limits: BodyLimits, whole: bool = False
+    ) -> AsyncIterator[bytes]:
+        """Body bytes as they arrive, inflated in bounded steps as the caller pulls them; a
+        stream (not `whole`, which the size cap bounds) under the decompression ratio cap."""
+        ratio = 0.0 if whole else limits.max_decompression_ratio
+        inflater = Inflater.for_encoding(response.headers.get("Content-Encoding", ""), ratio)
+        async for raw in response.content.iter_any():
+            if inflater is None:
+                yield raw
+                continue
+            inflater.feed(raw)
+            while out := inflater.read(INFLATE_STEP):
+                yield out
+        if inflater is not None:
+            tail = inflater.flush()
+            if tail:
+                yield tail
 
     async def close(self) -> None:
         if self._session is not None and not self._session.closed:

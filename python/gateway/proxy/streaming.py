@@ -7,7 +7,8 @@ from typing import Any
 
 import orjson
 
-from gateway._native import DONE_EVENT, SseParser, encode_events
+from gateway._native import DONE_EVENT, SseError, SseParser, encode_events
+from gateway.proxy.limits import BodyLimits
 from gateway.schemas.responses import encode
 
 __all__ = ["DONE_EVENT", "StreamDecoder", "encode_chunks", "error_event", "sse_events"]
@@ -21,11 +22,17 @@ StreamDecoder = Callable[[AsyncIterator[bytes]], AsyncIterator[list[tuple[str, A
 
 
 async def sse_events(chunks: AsyncIterator[bytes]) -> AsyncIterator[list[tuple[str, Any]]]:
-    """Server-sent events through the Rust SseParser; stops at `data: [DONE]`. Malformed JSON
-    events are skipped, as MLflow does."""
-    parser = SseParser()
+    """Server-sent events through the Rust SseParser; stops at `data: [DONE]`. Events that are not
+    a JSON object (malformed JSON, or JSON such as `12345`) are skipped, as MLflow skips garbage."""
+    # one line or one event's data over GATEWAY_MAX_STREAM_EVENT_BYTES ends the stream
+    limits = BodyLimits.from_settings()
+    parser = SseParser(max_line_bytes=max(1, limits.max_stream_event_bytes))
     async for chunk in chunks:
-        batch, done = _decode(parser.feed_events(chunk))
+        try:
+            events = parser.feed_events(chunk)
+        except SseError:
+            raise limits.event_too_large() from None
+        batch, done = _decode(events)
         if batch:
             yield batch
         if done:
@@ -41,9 +48,11 @@ def _decode(events: list[tuple[str, bytes]]) -> tuple[list[tuple[str, Any]], boo
         if data == _DONE:
             return out, True
         try:
-            out.append((name, orjson.loads(data)))
+            value = orjson.loads(data)
         except orjson.JSONDecodeError:
             continue
+        if isinstance(value, dict):
+            out.append((name, value))
     return out, False
 
 

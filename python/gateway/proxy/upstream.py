@@ -7,25 +7,38 @@ TLS trusts the system store plus SSL_CERT_FILE / SSL_CERT_DIR (OpenSSL's default
 HTTPS_PROXY / HTTP_PROXY / NO_PROXY are read once and decided once per origin. Redirects are
 not followed, as in MLflow. Transport failures become gateway errors naming the endpoint and
 provider, never the URL (query strings can carry keys).
+
+Both transports enforce the same ceilings (limits.py, settings.py): a whole answer over
+GATEWAY_MAX_RESPONSE_BYTES (decompressed, counted as it arrives) and a compressed body that
+inflates past GATEWAY_MAX_DECOMPRESSION_RATIO are 502s that say so.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
 import socket
 import ssl
+import time
 import urllib.request
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from urllib.parse import urlsplit
 
 import aiohttp
 
 from gateway.errors import GatewayError, UpstreamTimeout, UpstreamUnavailable
 from gateway.proxy.aiohttp_transport import AiohttpTransport
-from gateway.proxy.http1 import Http1Connection, Http1Pool, ProtocolError, ResponseHead
+from gateway.proxy.http1 import STREAM_PIECE, Http1Connection, Http1Pool, ResponseHead
+from gateway.proxy.limits import BodyLimits, ProtocolError, ResponseTooLarge
 
 Origin = tuple[str, str, int]
+# once this many exchanges were in flight at once, and then none for QUIET_SECONDS, the C heap's
+# free pages are handed back to the system (glibc's malloc_trim): a burst of slow streams leaves
+# less behind. Never under steady traffic, at most once per QUIET_SECONDS.
+BURST = 32
+QUIET_SECONDS = 2.0
 
 
 class UpstreamResponse:
@@ -51,6 +64,7 @@ class UpstreamStream:
         release: Callable[[], None],
         label: str,
         timeout: float,
+        limits: BodyLimits | None = None,
     ) -> None:
         self.status = status
         self.reason = reason
@@ -60,11 +74,22 @@ class UpstreamStream:
         self._release = release
         self._label = label
         self._timeout = timeout
+        self._limits = limits or BodyLimits()
         self._released = False
 
     async def read_all(self) -> bytes:
+        """The whole body (an error answer to a stream request), under the response cap."""
+        cap = self._limits.max_response_bytes
+        parts = []
+        size = 0
         try:
-            return b"".join([chunk async for chunk in self.iter_chunks()])
+            async for chunk in self.iter_chunks():
+                size += len(chunk)
+                if cap and size > cap:
+                    error = self._limits.response_too_large()
+                    raise UpstreamUnavailable(f"{self._label} {error}")
+                parts.append(chunk)
+            return b"".join(parts)
         finally:
             self.release()
 
@@ -101,27 +126,46 @@ class UpstreamStream:
 
 
 class UpstreamClient:
-    def __init__(self, timeout_seconds: float) -> None:
+    def __init__(
+        self, timeout_seconds: float, limits: BodyLimits | None = None, pool_size: int | None = None
+    ) -> None:
+        from gateway.settings import settings
+
         self.timeout_seconds = timeout_seconds
+        self.limits = limits or BodyLimits.from_settings()
         self._ssl = ssl.create_default_context()
-        self._pool = Http1Pool(self._ssl, timeout_seconds)
+        size = settings().upstream_idle_connections if pool_size is None else pool_size
+        self._pool = Http1Pool(self._ssl, timeout_seconds, self.limits, size)
         self._aiohttp = AiohttpTransport(self._ssl, timeout_seconds)
         self._proxies = urllib.request.getproxies_environment()
         self._proxy_by_origin: dict[Origin, str | None] = {}
         self._targets: dict[str, tuple[Origin, bytes]] = {}
+        self.active = 0  # exchanges in flight (streams until released)
+        self._burst = 0  # the most in flight since the heap was last trimmed
+        self._last_begin = 0.0
+        self._trim_timer: asyncio.TimerHandle | None = None
 
     async def post(self, url: str, headers: dict[str, str], body: bytes, label: str) -> UpstreamResponse:
+        self._begin()
+        try:
+            return await self._post(url, headers, body, label)
+        finally:
+            self._end()
+
+    async def _post(self, url: str, headers: dict[str, str], body: bytes, label: str) -> UpstreamResponse:
         with _failures(label, self.timeout_seconds, "did not answer within"):
             async with asyncio.timeout(self.timeout_seconds):
                 origin, head = self._target(url)
                 proxy = self.proxy_for_origin(origin)
                 if proxy is not None:
                     async with await self._aiohttp.open(url, headers, body, proxy, stream=False) as response:
-                        data = await response.read()
+                        data = await AiohttpTransport.read_body(response, self.limits)
                         return UpstreamResponse(
                             response.status, response.reason or "", _lower(response.headers), data
                         )
-                conn, status = await self._exchange(origin, head, headers, body)
+                conn, status = await self._exchange(
+                    origin, head, headers, body, self.limits.max_response_bytes
+                )
                 try:
                     data = await conn.read_body()
                 finally:
@@ -129,6 +173,14 @@ class UpstreamClient:
                 return UpstreamResponse(status.status, status.reason, status.headers, data)
 
     async def stream(self, url: str, headers: dict[str, str], body: bytes, label: str) -> UpstreamStream:
+        self._begin()
+        try:
+            return await self._stream(url, headers, body, label)
+        except BaseException:
+            self._end()
+            raise
+
+    async def _stream(self, url: str, headers: dict[str, str], body: bytes, label: str) -> UpstreamStream:
         with _failures(label, self.timeout_seconds, "did not answer within"):
             async with asyncio.timeout(self.timeout_seconds):
                 origin, head = self._target(url)
@@ -139,30 +191,34 @@ class UpstreamClient:
                         response.status,
                         response.reason or "",
                         _lower(response.headers),
-                        AiohttpTransport.chunks(response),
-                        response.release,
+                        AiohttpTransport.chunks(response, self.limits),
+                        lambda: self._released(response.release),
                         label,
                         self.timeout_seconds,
+                        self.limits,
                     )
                 conn, status = await self._exchange(origin, head, headers, body)
         return UpstreamStream(
             status.status,
             status.reason,
             status.headers,
-            conn.iter_body(),
-            lambda: self._pool.release(conn),
+            # one piece at a time (8 KiB at most): a relay behind a slow client holds one
+            # piece's parsed events, and the connection pauses the socket past its high water
+            conn.iter_body(STREAM_PIECE),
+            lambda: self._released(lambda: self._pool.release(conn)),
             label,
             self.timeout_seconds,
+            self.limits,
         )
 
     async def _exchange(
-        self, origin: Origin, head: bytes, headers: dict[str, str], body: bytes
+        self, origin: Origin, head: bytes, headers: dict[str, str], body: bytes, max_body: int = 0
     ) -> tuple[Http1Connection, ResponseHead]:
         request = b"".join((head, _header_block(headers, len(body)), body))
         for attempt in (1, 2):
             conn, reused = await self._pool.acquire(origin, fresh=attempt == 2)
             try:
-                return conn, await conn.send(request)
+                return conn, await conn.send(request, max_body)
             except ProtocolError:
                 conn.abort()
                 # a kept-alive connection the server had closed before answering anything:
@@ -175,6 +231,30 @@ class UpstreamClient:
                 conn.abort()
                 raise
         raise AssertionError("unreachable")
+
+    def _released(self, release: Callable[[], None]) -> None:
+        try:
+            release()
+        finally:
+            self._end()
+
+    def _begin(self) -> None:
+        self.active += 1
+        if self.active > self._burst:
+            self._burst = self.active
+        self._last_begin = time.monotonic()
+
+    def _end(self) -> None:
+        self.active -= 1
+        if self.active == 0 and self._burst >= BURST and self._trim_timer is None:
+            with suppress(RuntimeError):
+                self._trim_timer = asyncio.get_running_loop().call_later(QUIET_SECONDS, self._quiet)
+
+    def _quiet(self) -> None:
+        self._trim_timer = None
+        if self.active == 0 and time.monotonic() - self._last_begin >= QUIET_SECONDS * 0.9:
+            self._burst = 0
+            _trim_heap()
 
     def _target(self, url: str) -> tuple[Origin, bytes]:
         """(origin, request line + Host header) for a URL, computed once per URL."""
@@ -211,8 +291,27 @@ class UpstreamClient:
         return proxy
 
     async def close(self) -> None:
+        if self._trim_timer is not None:
+            self._trim_timer.cancel()
         self._pool.close()
         await self._aiohttp.close()
+
+
+_LIBC: list[ctypes.CDLL | None] = []  # loaded on first use; None where there is no malloc_trim
+
+
+def _trim_heap() -> None:
+    """glibc's malloc_trim(0): freed heap pages go back to the system (a no-op elsewhere)."""
+    if not _LIBC:
+        libc: ctypes.CDLL | None
+        try:
+            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+            libc.malloc_trim.argtypes = [ctypes.c_size_t]
+        except (OSError, AttributeError):
+            libc = None
+        _LIBC.append(libc)
+    if _LIBC[0] is not None:
+        _LIBC[0].malloc_trim(0)
 
 
 def _header_block(headers: dict[str, str], length: int) -> bytes:
@@ -243,6 +342,8 @@ def _failures(label: str, timeout: float, waited: str) -> Iterator[None]:
         raise UpstreamTimeout(f"{label} {waited} {timeout:g}s.") from None
     except GatewayError:
         raise
+    except ResponseTooLarge as exc:  # "sent a response larger than the 64 MiB limit (...)"
+        raise UpstreamUnavailable(f"{label} {exc}") from None
     except (OSError, ProtocolError, aiohttp.ClientError) as exc:
         raise UpstreamUnavailable(f"{label} could not be reached: {describe(exc)}") from None
 

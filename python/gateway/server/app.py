@@ -9,33 +9,35 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from gateway.config import load_config
 from gateway.control.reload import ConfigWatcher
 from gateway.control.table import EndpointTable, Target
 from gateway.errors import BadRequest, GatewayError, MethodNotAllowed, NotFound, RequestValidationError
 from gateway.providers.base import Provider
 from gateway.providers.prompts import invoke_each, prepare_prompt
 from gateway.proxy.openai_contract import openai_response, openai_stream_contract, wants_usage
-from gateway.proxy.streaming import DONE_EVENT, encode_chunks, error_event
 from gateway.proxy.upstream import UpstreamClient
-from gateway.schemas.responses import Chunk, Response
-from gateway.schemas.validation import decode_json_object, validate_payload
+from gateway.redact import RedactingFilter
+from gateway.schemas.responses import Response
+from gateway.schemas.validation import decode_json_body, validate_payload
 from gateway.server import catalog, docs
 from gateway.server.http import SSE_HEADERS, header, read_body, send_bytes, send_json
+from gateway.server.relay import ClientWatch, relay_stream, watch_stop_signals
+from gateway.settings import settings
 from gateway.types import CHAT, COMPLETIONS, EMBEDDINGS, EndpointType, Payload, Receive, Scope, Send
 
 logger = logging.getLogger("gateway")
 
-DEFAULT_MAX_BODY = 32 * 1024 * 1024
 OPENAI_ROUTES: dict[str, EndpointType] = {
     "/v1/chat/completions": CHAT,
     "/v1/completions": COMPLETIONS,
     "/v1/embeddings": EMBEDDINGS,
 }
 KIND_WORD = {CHAT: "a chat", COMPLETIONS: "a completions", EMBEDDINGS: "an embeddings"}
+TARGET_KEY = "gateway.target"  # the scope key holding the endpoint a request resolved to
 Handler = Callable[[Scope, Receive, Send, str], Awaitable[None]]
 
 
@@ -43,7 +45,7 @@ class GatewayApp:
     def __init__(self, table: EndpointTable, client: UpstreamClient, config_path: str | None = None) -> None:
         self.table = table
         self.client = client
-        self.max_body = int(os.environ.get("GATEWAY_MAX_REQUEST_BYTES", DEFAULT_MAX_BODY))
+        self.max_body = settings().max_request_bytes
         self.watcher = ConfigWatcher(config_path, self) if config_path else None
         self.get_routes: dict[str, Callable[[str], tuple[int, Any]]] = catalog.static_get_routes(self)
 
@@ -60,6 +62,12 @@ class GatewayApp:
             if message["type"] == "lifespan.startup":
                 if self.watcher:
                     self.watcher.start()
+                # no configured secret in any log line, whoever logs it (libraries included)
+                redacting = RedactingFilter(lambda: self.table.redactor)
+                for handler in logging.getLogger().handlers:
+                    handler.addFilter(redacting)
+                # after the server's own signal handling is in place: add the stream drain clock
+                watch_stop_signals(lambda: float(getattr(settings(), "drain_seconds", 30.0)))
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 if self.watcher:
@@ -72,6 +80,7 @@ class GatewayApp:
         path: str = scope["path"]
         method: str = scope["method"]
         openai_style = path.startswith("/v1/")
+        started = time.perf_counter()
         try:
             if method == "POST":
                 kind = OPENAI_ROUTES.get(path)
@@ -87,17 +96,25 @@ class GatewayApp:
                 if route is not None:
                     status, body = route(path)
                     return await send_json(send, status, body)
-                if await docs.serve(path, send):
+                if await docs.serve(path, send, self.served_names()):
                     return
                 answer = catalog.dynamic_get(self, path, scope.get("query_string", b""))
                 if answer is not None:
                     return await send_json(send, *answer)
             raise self.no_route(method, path)
         except GatewayError as exc:
+            exc.detail = self.table.redactor.value(exc.detail)
+            log_failure(scope, exc, started)
             await send_bytes(send, exc.status, exc.body(openai_style), extra=exc.headers())
         except Exception:
             logger.exception("unhandled error on %s %s", method, path)
             await send_json(send, 500, {"detail": "Internal server error: see the gateway log."})
+
+    def served_names(self) -> docs.Served:
+        table = self.table
+        endpoints = {name: target.endpoint_type for name, target in table.targets.items()}
+        routes = {name: route.endpoint_type for name, route in table.routes.items()}
+        return docs.served_names(endpoints, routes)
 
     def no_route(self, method: str, path: str) -> GatewayError:
         """A path that exists under another method gets 405 with `allow`; any other 404.
@@ -117,6 +134,7 @@ class GatewayApp:
         target = table.resolve(name)
         if target is None:
             raise NotFound("Not Found")
+        scope[TARGET_KEY] = target
         payload = await self.read_payload(scope, receive, target.endpoint_type)
         await self.dispatch(scope, receive, send, target, payload, openai_route=False)
 
@@ -133,6 +151,7 @@ class GatewayApp:
                 f"Model '{name}' is not served by this gateway: no endpoint or route has that name. "
                 "GET /v1/models lists them."
             )
+        scope[TARGET_KEY] = target
         if target.endpoint_type != kind:
             raise BadRequest(f"Endpoint '{name}' is not {KIND_WORD[kind]} endpoint.")
         payload["model"] = None  # the endpoint's configured model applies
@@ -140,7 +159,9 @@ class GatewayApp:
 
     async def read_payload(self, scope: Scope, receive: Receive, kind: EndpointType) -> Payload:
         body = await read_body(scope, receive, self.max_body)
-        payload = decode_json_object(body, header(scope, b"content-type"))
+        # limits on what the body may cost are checked before it is decoded (a large body's in a
+        # worker thread): schemas/validation.py
+        payload = await decode_json_body(body, header(scope, b"content-type"))
         validate_payload(payload, kind)
         return payload
 
@@ -156,10 +177,14 @@ class GatewayApp:
         kind = target.endpoint_type
         streaming = payload.get("stream") is True and kind != EMBEDDINGS
         prompts = prepare_prompt(target.provider, kind, payload, streaming)
-        # limits are decided before the provider is called and settled once the response or
-        # stream has ended, however it ended (tokens reconciled, concurrency place given back)
-        grant = await target.limiter.admit(scope, kind, payload) if target.limiter is not None else None
+        # the client may go away at any point: that cancels this task, the upstream call with it
+        watch = ClientWatch(receive)
+        grant = None
         try:
+            # limits are decided before the provider is called and settled once the response or
+            # stream has ended, however it ended (tokens reconciled, concurrency place given back)
+            if target.limiter is not None:
+                grant = await target.limiter.admit(scope, kind, payload)
             if streaming:
                 usage = wants_usage(payload)
                 stream = await target.provider.open_stream(kind, payload)
@@ -167,8 +192,9 @@ class GatewayApp:
                 if grant is not None:
                     stream = grant.meter.watch(stream)
                     headers = [*SSE_HEADERS, *grant.headers]
+                contract = openai_stream_contract(stream, usage, openai_route)
                 await relay_stream(
-                    receive, send, openai_stream_contract(stream, usage, openai_route), headers
+                    send, contract, self.table.redactor, headers, lambda exc: log_failure(scope, exc, None)
                 )
             else:
                 response = await invoke(target.provider, kind, payload, prompts)
@@ -177,56 +203,13 @@ class GatewayApp:
                 if openai_route:
                     response = openai_response(response)
                 await send_json(send, 200, response, grant.headers if grant is not None else None)
+        except asyncio.CancelledError:
+            watch.absorb()
+            logger.info("%s: the client went away; its request was cancelled", target_label(target))
         finally:
+            watch.stop()
             if grant is not None:
                 grant.settle()
-
-
-async def relay_stream(
-    receive: Receive,
-    send: Send,
-    stream: AsyncIterator[list[Chunk]],
-    headers: list[tuple[bytes, bytes]] = SSE_HEADERS,
-) -> None:
-    """Headers go out only once the upstream has accepted the stream; a failure after that
-    becomes an OpenAI-style error event, then the stream closes. A client that goes away
-    cancels the relay, which closes the upstream stream at once."""
-    relay = asyncio.current_task()
-    assert relay is not None
-    gone = asyncio.Event()
-    watcher = asyncio.get_running_loop().create_task(_watch_disconnect(receive, relay, gone))
-    await send({"type": "http.response.start", "status": 200, "headers": headers})
-    try:
-        async for batch in stream:
-            await send({"type": "http.response.body", "body": encode_chunks(batch), "more_body": True})
-        tail = DONE_EVENT
-    except GatewayError as exc:
-        tail = error_event(exc.message, exc.error_type, exc.status)
-    except asyncio.CancelledError:
-        if not gone.is_set():
-            raise
-        relay.uncancel()
-        return
-    except Exception:
-        logger.exception("stream failed")
-        tail = error_event("Internal server error: see the gateway log.", "server_error", 500)
-    finally:
-        watcher.cancel()
-        await _close(stream)
-    await send({"type": "http.response.body", "body": tail, "more_body": False})
-
-
-async def _watch_disconnect(receive: Receive, relay: asyncio.Task[Any], gone: asyncio.Event) -> None:
-    while (await receive())["type"] != "http.disconnect":
-        pass
-    gone.set()
-    relay.cancel()
-
-
-async def _close(stream: AsyncIterator[list[Chunk]]) -> None:
-    aclose = getattr(stream, "aclose", None)
-    if aclose is not None:
-        await aclose()
 
 
 async def invoke(
@@ -235,6 +218,24 @@ async def invoke(
     if prompts is not None:
         return await invoke_each(provider, payload, prompts)
     return await provider.invoke(kind, payload)
+
+
+def target_label(target: Target) -> str:
+    return f"endpoint '{target.name}' (provider {target.config.provider})"
+
+
+def log_failure(scope: Scope, exc: GatewayError, started: float | None) -> None:
+    """One line per failed request: where, which endpoint and provider, the error's class and
+    status, how long it took; the message only for server-side failures (a client error's detail
+    can quote the request), redacted like every answer."""
+    target = scope.get(TARGET_KEY)
+    where = target_label(target) if target is not None else "no endpoint"
+    took = f" after {1000 * (time.perf_counter() - started):.1f} ms" if started is not None else " mid-stream"
+    line = f"{scope['method']} {scope['path']} {where}: {exc.status} {type(exc).__name__}{took}"
+    if exc.status >= 500:
+        logger.warning("%s: %s", line, exc.message[:300])
+    else:
+        logger.info("%s", line)
 
 
 def invocation_name(path: str) -> str | None:
@@ -250,6 +251,8 @@ def invocation_name(path: str) -> str | None:
 
 def create_app() -> GatewayApp:
     """Granian's factory target: one app per worker process, built from MLFLOW_GATEWAY_CONFIG."""
+    from gateway.control.reload import initial_config
+    from gateway.control.snapshot import remember
     from gateway.server.process import die_with_parent
 
     die_with_parent()
@@ -261,6 +264,13 @@ def create_app() -> GatewayApp:
             "Environment variable 'MLFLOW_GATEWAY_CONFIG' is not set. Please set it to the path of the "
             "gateway configuration file."
         )
-    client = UpstreamClient(float(os.environ.get("MLFLOW_GATEWAY_ROUTE_TIMEOUT_SECONDS", "300")))
-    table = EndpointTable(load_config(path), client)
-    return GatewayApp(table, client, path)
+    client = UpstreamClient(settings().route_timeout_seconds)
+    # the live file, else the last good config: a worker respawned while the file is invalid
+    # or deleted still starts (a worker that cannot start takes the gateway down)
+    config, signature = initial_config(path)
+    table = EndpointTable(config, client)
+    remember(config.text)
+    app = GatewayApp(table, client, path)
+    if app.watcher is not None:
+        app.watcher.set_baseline(signature)
+    return app

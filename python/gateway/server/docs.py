@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import copy
 import mimetypes
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 import orjson
@@ -25,7 +25,7 @@ from gateway.schemas.responses import (
 )
 from gateway.server.catalog import LIMIT_POSTS
 from gateway.server.http import send_bytes
-from gateway.types import EndpointType, Send
+from gateway.types import CHAT, COMPLETIONS, EMBEDDINGS, EndpointType, Send
 
 ASSETS = Path(swagger_ui_bundle.swagger_ui_path)
 ASSET_PREFIX = "/docs/assets/"
@@ -46,7 +46,7 @@ def is_docs_path(path: str) -> bool:
     return path in DOCS_PATHS or path.startswith(ASSET_PREFIX)
 
 
-async def serve(path: str, send: Send) -> bool:
+async def serve(path: str, send: Send, served: Served) -> bool:
     if path == "/":
         await send(
             {
@@ -61,7 +61,7 @@ async def serve(path: str, send: Send) -> bool:
         await send_bytes(send, 200, DOCS_HTML, b"text/html; charset=utf-8")
         return True
     if path == "/openapi.json":
-        await send_bytes(send, 200, openapi_document())
+        await send_bytes(send, 200, openapi_document(served))
         return True
     if path == "/favicon.ico":
         return await _file(send, ASSETS / "favicon-32x32.png")
@@ -266,7 +266,7 @@ def _bound_integers(schema: Any) -> None:
             _bound_integers(value)
 
 
-def _components() -> dict[str, Any]:
+def _components(served: Served) -> dict[str, Any]:
     """The request Structs' schemas, made to say what the server accepts where the Structs say
     less (`Any` fields, `model`), then the response schemas."""
     template = "#/components/schemas/{name}"
@@ -285,7 +285,9 @@ def _components() -> dict[str, Any]:
         # the /v1 routes: the same body, with `model` (an endpoint or route name) required
         openai = copy.deepcopy(request)
         openai["title"] = f"OpenAI{kind}Request"
-        openai["properties"]["model"] = MODEL_ON_V1
+        names = served.of_kind(kind)
+        # the names this gateway serves for this type: any other gets 404
+        openai["properties"]["model"] = {**MODEL_ON_V1, "enum": list(names)} if names else MODEL_ON_V1
         openai["required"] = ["model", *request.get("required", [])]
         schemas[f"OpenAI{kind}Request"] = openai
         request["properties"]["model"] = MODEL_ON_INVOCATIONS
@@ -377,14 +379,12 @@ def _body(schema: dict[str, Any]) -> dict[str, Any]:
     return {"required": True, "content": {"application/json": {"schema": schema}}}
 
 
-def _path_parameter(name: str, description: str) -> dict[str, Any]:
-    return {
-        "name": name,
-        "in": "path",
-        "required": True,
-        "description": description,
-        "schema": {"type": "string"},
-    }
+def _path_parameter(name: str, description: str, served: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A path parameter; `served` lists the names the server answers (any other gets 404)."""
+    schema: dict[str, Any] = {"type": "string"}
+    if served:
+        schema["enum"] = list(served)
+    return {"name": name, "in": "path", "required": True, "description": description, "schema": schema}
 
 
 PAGE_TOKEN = {
@@ -411,7 +411,7 @@ def _get(
     return {"get": operation}
 
 
-def _invocation(summary: str) -> dict[str, Any]:
+def _invocation(summary: str, served: Served) -> dict[str, Any]:
     body = {"anyOf": [_ref("ChatRequest"), _ref("CompletionsRequest"), _ref("EmbeddingsRequest")]}
     success = _success(
         ["ChatResponse", "CompletionsResponse", "EmbeddingsResponse"], ["ChatChunk", "CompletionsChunk"]
@@ -420,7 +420,9 @@ def _invocation(summary: str) -> dict[str, Any]:
         "post": {
             "summary": summary,
             "tags": ["invocations"],
-            "parameters": [_path_parameter("endpoint_name", "An endpoint or traffic route name")],
+            "parameters": [
+                _path_parameter("endpoint_name", "An endpoint or traffic route name", served.invocable)
+            ],
             "requestBody": _body(body),
             "responses": _invocation_responses(success, openai_style=False),
         }
@@ -464,11 +466,11 @@ def _limits_post() -> dict[str, Any]:
     }
 
 
-def _paths() -> dict[str, Any]:
-    endpoint = [_path_parameter("endpoint_name", "An endpoint name")]
-    route = [_path_parameter("route_name", "A traffic route name")]
-    legacy = [_path_parameter("route_name", "An endpoint name")]
-    model = [_path_parameter("model_id", "An endpoint or traffic route name")]
+def _paths(served: Served) -> dict[str, Any]:
+    endpoint = [_path_parameter("endpoint_name", "An endpoint name", served.endpoints)]
+    route = [_path_parameter("route_name", "A traffic route name", served.routes)]
+    legacy = [_path_parameter("route_name", "An endpoint name", served.endpoints)]
+    model = [_path_parameter("model_id", "An endpoint or traffic route name", served.invocable)]
     endpoint_missing = {"404": _error("No endpoint has this name")}
     route_missing = {"404": _error("No traffic route has this name")}
     model_missing = {"404": _error("No endpoint or traffic route has this name")}
@@ -492,10 +494,10 @@ def _paths() -> dict[str, Any]:
             "Get one traffic route", "TrafficRoute", "endpoints", route, route_missing
         ),
         "/endpoints/{endpoint_name}/invocations": _invocation(
-            "Invoke an endpoint or traffic route; the body follows its type"
+            "Invoke an endpoint or traffic route; the body follows its type", served
         ),
         "/gateway/{endpoint_name}/invocations": _invocation(
-            "Invoke an endpoint or traffic route (alias of /endpoints/{endpoint_name}/invocations)"
+            "Invoke an endpoint or traffic route (alias of /endpoints/{endpoint_name}/invocations)", served
         ),
         "/v1/chat/completions": _openai(
             "Chat", "OpenAI-compatible chat; model = endpoint or route name", ["ChatChunk"]
@@ -532,8 +534,33 @@ def _paths() -> dict[str, Any]:
     }
 
 
-@cache
-def openapi_document() -> bytes:
+class Served(NamedTuple):
+    """The names the current configuration serves, which the document lists as the only values
+    of its name parameters (and of `model` on the /v1 routes)."""
+
+    endpoints: tuple[str, ...] = ()
+    routes: tuple[str, ...] = ()
+    invocable: tuple[str, ...] = ()
+    by_kind: tuple[tuple[str, tuple[str, ...]], ...] = ()  # ("Chat", names), ...
+
+    def of_kind(self, word: str) -> tuple[str, ...]:
+        return dict(self.by_kind).get(word, ())
+
+
+def served_names(endpoints: dict[str, EndpointType], routes: dict[str, EndpointType]) -> Served:
+    invocable = {**endpoints, **routes}
+    words = {CHAT: "Chat", COMPLETIONS: "Completions", EMBEDDINGS: "Embeddings"}
+    by_kind = tuple(
+        (word, tuple(n for n, t in invocable.items() if t == kind)) for kind, word in words.items()
+    )
+    return Served(tuple(endpoints), tuple(routes), tuple(invocable), by_kind)
+
+
+NOTHING_SERVED = Served()
+
+
+@lru_cache(maxsize=4)  # rebuilt only when a reload changes the names
+def openapi_document(served: Served = NOTHING_SERVED) -> bytes:
     document = {
         "openapi": "3.1.0",
         "info": {
@@ -541,7 +568,7 @@ def openapi_document() -> bytes:
             "description": "The core deployments API for reverse proxy interface using remote inference endpoints",
             "version": gateway.__version__,
         },
-        "paths": _paths(),
-        "components": {"schemas": _components()},
+        "paths": _paths(served),
+        "components": {"schemas": _components(served)},
     }
     return orjson.dumps(document)

@@ -35,3 +35,14 @@ def die_with_parent() -> None:
     supervisor = os.environ.get(SUPERVISOR_ENV)
     if supervisor and supervisor.isdigit() and os.getppid() != int(supervisor):
         os._exit(0)
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process with this id exists (one of another user's counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

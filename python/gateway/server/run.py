@@ -3,9 +3,12 @@ knows about Granian."""
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import sys
+import time
+from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from granian._granian import SocketHolder
@@ -17,11 +20,18 @@ else:  # MPServer, or MTServer on a free-threaded Python
     from granian import Granian
 
 from gateway.control.limits import host_table_file
+from gateway.control.snapshot import config_snapshot
+from gateway.server.connections import granian_options
 from gateway.server.process import mark_supervisor
+from gateway.settings import settings
 
-# seconds a stopping worker may spend finishing in-flight requests and streams
-DRAIN_SECONDS = 30
 BACKLOG = 2048
+# a worker slot that crashes more than CRASH_LIMIT times within CRASH_WINDOW_SECONDS is in a
+# crash loop: the gateway then stops (exit 1) instead of respawning it forever
+CRASH_LIMIT = 5
+CRASH_WINDOW_SECONDS = 60.0
+
+logger = logging.getLogger("gateway.server")
 
 
 def _display(host: str, port: int) -> str:
@@ -54,14 +64,74 @@ def _listen_error(host: str, port: int, exc: OSError) -> str:
     return f"Error: cannot listen on {_display(host, port)}: {reason}"
 
 
+class CrashLoop:
+    """Counts worker crashes per worker slot in a sliding window."""
+
+    def __init__(self, limit: int = CRASH_LIMIT, window: float = CRASH_WINDOW_SECONDS) -> None:
+        self.limit = limit
+        self.window = window
+        self._crashes: dict[int, deque[float]] = {}
+
+    def crashed(self, slot: int, now: float) -> int | None:
+        """Record a crash of `slot`; its crash count in the window when that is a loop, else None."""
+        times = self._crashes.setdefault(slot, deque())
+        times.append(now)
+        while now - times[0] > self.window:
+            times.popleft()
+        return len(times) if len(times) > self.limit else None
+
+
 class _Server(Granian):  # type: ignore[type-arg]
     """Granian serving on our pre-bound socket. On Linux Granian's own listener has each worker
     bind the address with SO_REUSEPORT, so a second gateway on the same port would start and
-    the kernel would split the traffic between two configs."""
+    the kernel would split the traffic between two configs.
+
+    Its main loop also tolerates a few crashes: see `_serve_loop`."""
 
     def __init__(self, listener: socket.socket, **options: Any) -> None:
         super().__init__(**options)
         self._gateway_listener = listener
+        self._gateway_crashes = CrashLoop()
+
+    def _serve_loop(self, spawn_target: Any, target_loader: Any) -> None:
+        """Granian 2.8's loop (granian/server/common.py `_serve_loop`) with another crash-loop
+        rule. Granian stops every worker, and the gateway, when a worker dies within 5.5 s of
+        any respawn of its slot: one `kill -9` (or OOM kill) of a worker respawned a moment
+        before, after an earlier crash or a SIGHUP, ends a gateway whose other workers are
+        serving. Here a slot must crash more than CRASH_LIMIT times in CRASH_WINDOW_SECONDS.
+
+        The event is cleared before the flags are read, so a crash or signal that arrives while
+        a respawn runs is handled on the next turn, never lost. Granian's worker lifetime and
+        RSS limits are not used by the gateway and not handled here."""
+        wake = self.main_loop_interrupt
+        while True:
+            wake.wait()
+            wake.clear()
+            if self.interrupt_signal:
+                break
+            if self.interrupt_children:
+                if not self.respawn_failed_workers:
+                    break
+                crashed = list(self.interrupt_children)
+                now = time.monotonic()
+                loops = [(slot, self._gateway_crashes.crashed(slot, now)) for slot in crashed]
+                looping = [(slot, count) for slot, count in loops if count is not None]
+                if looping:
+                    slot, count = looping[0]
+                    logger.error(
+                        "Worker crash loop detected: worker-%d crashed %d times within %.0f s, exiting",
+                        slot + 1,
+                        count,
+                        self._gateway_crashes.window,
+                    )
+                    break  # interrupt_children stays set: Granian's shutdown exits with 1
+                del self.interrupt_children[: len(crashed)]
+                self._respawn_workers(crashed, spawn_target, target_loader)
+                self._metrics.incr_respawn_err(1)
+            if self.reload_signal:
+                self._reload(spawn_target, target_loader)  # type: ignore[no-untyped-call]  # clears the event
+                if self.interrupt_signal or self.interrupt_children:
+                    wake.set()
 
     def _init_shared_socket(self) -> None:
         # pre-bound rather than probed: a taken port fails at our own bind(), with no race window
@@ -81,7 +151,11 @@ class _Server(Granian):  # type: ignore[type-arg]
         self._gateway_listener.close()
 
 
-def serve(config_path: str, host: str, port: int, workers: int, log_level: str = "info") -> None:
+def serve(
+    config_path: str, host: str, port: int, workers: int, log_level: str = "info", *, config_text: str
+) -> None:
+    """Serve until SIGTERM / SIGINT. `config_text` is the config the caller validated: the last
+    good config a worker starts from while the file is invalid (control/snapshot.py)."""
     os.environ["MLFLOW_GATEWAY_CONFIG"] = config_path
     try:
         listener = bind_listener(host, port)
@@ -102,8 +176,14 @@ def serve(config_path: str, host: str, port: int, workers: int, log_level: str =
         log_level=log_level,
         log_access=False,
         respawn_failed_workers=True,
-        workers_kill_timeout=DRAIN_SECONDS,
+        # what one worker holds open: its connection cap (backpressure) and HTTP/1 limits,
+        # fitted to the open-file limit (server/connections.py)
+        **granian_options(),
+        # how long a stopping worker may finish in-flight requests and streams (Granian reads
+        # 0 as "wait for ever": 0 here means at once)
+        workers_kill_timeout=max(settings().drain_seconds, 0.001),
     )
-    # the rate-limit table every worker maps, created before they are spawned
-    with host_table_file():
+    # the rate-limit table every worker maps and the last good config, both created before the
+    # workers are spawned and removed when serving ends
+    with host_table_file(), config_snapshot(config_text):
         server.serve()

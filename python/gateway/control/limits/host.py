@@ -23,6 +23,7 @@ from gateway._native import LimitTableError, SharedConcurrency, SharedLimits
 from gateway.config import LimitConfig
 from gateway.control.limits.base import Grant, Limiter, Meter, ratelimit_headers, refused
 from gateway.control.limits.requests import client_key, estimate_tokens
+from gateway.server.process import process_alive
 from gateway.types import EndpointType, Payload, Scope
 
 logger = logging.getLogger("gateway.limits")
@@ -83,7 +84,7 @@ def _remove_stale(directory: Path) -> None:
     holds the file's lock (a pid alone could be another namespace's)."""
     for stale in directory.glob(f"{FILE_PREFIX}*"):
         pid = stale.name[len(FILE_PREFIX) :].split("-", 1)[0]
-        if not pid.isdigit() or _alive(int(pid)):
+        if not pid.isdigit() or process_alive(int(pid)):
             continue
         with contextlib.suppress(OSError), open(stale, "rb") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)  # raises while in use
@@ -119,19 +120,9 @@ def _identity(pid: int) -> int:
     return (pid << 32) | ((_start_time(pid) or 0) & 0xFFFFFFFF)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _dead(ident: int) -> bool:
     pid = ident >> 32
-    if not _alive(pid):
+    if not process_alive(pid):
         return True
     started = _start_time(pid)
     return started is not None and (started & 0xFFFFFFFF) != (ident & 0xFFFFFFFF)

@@ -1,0 +1,146 @@
+"""Answering a client that may go away, and a stream that may outlive the worker.
+
+* `ClientWatch`: a request's work (the upstream call included, streamed or not) is cancelled as
+  soon as its client disconnects, so no upstream call runs on for nobody. That includes a client
+  that half-closes after sending its request: Granian (hyper) drops such a connection without an
+  answer, and tells the app about 0.3 ms later, so the upstream call is aborted then.
+* `relay_stream`: the one place a stream reaches the client. Headers go out only once the
+  upstream has accepted the stream; a failure after that becomes an OpenAI-style error event,
+  then the stream closes.
+* Draining: when the worker is told to stop, streams still running shortly before the drain
+  deadline get an error event saying so, then close, instead of being cut mid-event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from gateway.errors import GatewayError
+from gateway.proxy.streaming import DONE_EVENT, encode_chunks, error_event
+from gateway.redact import Redactor
+from gateway.schemas.responses import Chunk
+from gateway.server.http import SSE_HEADERS
+from gateway.types import Receive, Send
+
+logger = logging.getLogger("gateway")
+
+SHUTDOWN_MESSAGE = (
+    "The gateway is shutting down: this stream was closed at its drain deadline. Retry the request."
+)
+# how long before the drain deadline running streams are told and closed
+DRAIN_MARGIN_SECONDS = 1.0
+
+
+class ClientGone(Exception):
+    """The client disconnected: nothing more can be answered."""
+
+
+class ClientWatch:
+    """Cancels the task serving a request when its client disconnects."""
+
+    __slots__ = ("gone", "task", "watcher")
+
+    def __init__(self, receive: Receive) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self.task = task
+        self.gone = False
+        self.watcher = asyncio.get_running_loop().create_task(self._watch(receive))
+
+    async def _watch(self, receive: Receive) -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        self.gone = True
+        self.task.cancel()
+
+    def stop(self) -> None:
+        self.watcher.cancel()
+
+    def absorb(self) -> None:
+        """Called on CancelledError: swallow the cancellation it caused, re-raise any other."""
+        if not self.gone:
+            raise asyncio.CancelledError
+        self.task.uncancel()
+
+
+class Draining:
+    """The streams this worker is relaying, and what to do with them when it stops."""
+
+    def __init__(self) -> None:
+        self.streams: set[asyncio.Task[Any]] = set()
+        self.closing: set[asyncio.Task[Any]] = set()  # streams told to stop at the deadline
+        self.started = False
+
+    def begin(self, drain_seconds: float) -> None:
+        """The worker was told to stop: close the streams still running at the deadline."""
+        if self.started:
+            return
+        self.started = True
+        loop = asyncio.get_running_loop()
+        loop.call_later(max(0.0, drain_seconds - DRAIN_MARGIN_SECONDS), self.close_streams)
+
+    def close_streams(self) -> None:
+        for task in list(self.streams):
+            self.closing.add(task)
+            task.cancel()
+
+
+DRAINING = Draining()
+
+
+def watch_stop_signals(drain_seconds: Callable[[], float]) -> None:
+    """Hooks SIGTERM/SIGINT in this worker (alongside the server's own handling, which stops
+    accepting and waits for in-flight work) to start the drain clock for running streams."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        previous = signal.getsignal(sig)
+
+        def handler(signum: int, frame: Any, previous: Any = previous) -> None:
+            loop.call_soon_threadsafe(DRAINING.begin, drain_seconds())
+            if callable(previous):
+                previous(signum, frame)
+
+        signal.signal(sig, handler)
+
+
+async def relay_stream(
+    send: Send,
+    stream: AsyncIterator[list[Chunk]],
+    redactor: Redactor,
+    headers: list[tuple[bytes, bytes]] = SSE_HEADERS,
+    on_error: Callable[[GatewayError], None] | None = None,
+) -> None:
+    task = asyncio.current_task()
+    assert task is not None
+    DRAINING.streams.add(task)
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    try:
+        async for batch in stream:
+            await send({"type": "http.response.body", "body": encode_chunks(batch), "more_body": True})
+        tail = DONE_EVENT
+    except GatewayError as exc:
+        if on_error is not None:
+            on_error(exc)
+        tail = error_event(redactor.text(exc.message), exc.error_type, exc.status)
+    except asyncio.CancelledError:
+        if task not in DRAINING.closing:
+            raise  # the client went away (or the worker is being killed): nothing to send
+        task.uncancel()
+        tail = error_event(SHUTDOWN_MESSAGE, "service_unavailable", 503)
+    except Exception:
+        logger.exception("stream failed")
+        tail = error_event("Internal server error: see the gateway log.", "server_error", 500)
+    finally:
+        DRAINING.streams.discard(task)
+        await _close(stream)
+    await send({"type": "http.response.body", "body": tail, "more_body": False})
+
+
+async def _close(stream: AsyncIterator[list[Chunk]]) -> None:
+    aclose = getattr(stream, "aclose", None)
+    if aclose is not None:
+        await aclose()
