@@ -12,4 +12,7 @@ echo "== cargo fmt"; cargo fmt --check
 echo "== clippy"; cargo clippy --all-targets -- -D warnings
 echo "== cargo test"; cargo test
 command -v redis-server >/dev/null || { apt-get update -qq && apt-get install -y -qq redis-server; }  # limits tests
+# key store tests run a real PostgreSQL (tests/support/postgres.py); Debian puts initdb off PATH
+command -v initdb >/dev/null || compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null \
+  || { apt-get update -qq && apt-get install -y -qq postgresql; }
 echo "== pytest"; python -m pytest -p no:cacheprovider "$@"

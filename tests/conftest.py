@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from tests.support.openai_upstream import OpenAIUpstream
+from tests.support.postgres import PostgresServer, require_postgres
 
 
 def free_port() -> int:
@@ -79,6 +80,26 @@ def launch(
     path = directory / f"config-{free_port()}.yaml"
     path.write_text(config)
     return GatewayProcess(path, workers, env, extra_args or []).wait_ready()
+
+
+@pytest.fixture(autouse=True)
+def _settings_read_afresh() -> Iterator[None]:
+    """A test that changes the environment and re-reads the settings leaves none behind."""
+    yield
+    from gateway.settings import settings
+
+    settings.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A real PostgreSQL server (Debian's package), started once per test session."""
+    server = require_postgres()
+    yield server
+    from gateway.store.db import dispose_engines
+
+    dispose_engines()
+    server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -7,10 +7,13 @@ import logging
 import math
 import os
 import sys
+from typing import Literal
 
+from gateway.auth.exposure import warn_if_exposed
 from gateway.config import GatewayConfig, load_config
 from gateway.errors import ConfigError
-from gateway.settings import SettingsError, reload_settings
+from gateway.server.tls import TlsError, TlsFiles, tls_files
+from gateway.settings import SettingsError, reload_settings, settings
 
 logger = logging.getLogger("gateway")
 
@@ -59,15 +62,48 @@ def start(args: argparse.Namespace) -> int:
         os.environ["GATEWAY_DRAIN_SECONDS"] = repr(args.drain_seconds)
     if not _settings_ok():
         return 2
+    tls = _tls(args)
+    if tls is False:
+        return 2
     config = _load(path)
     if config is None:
         return 2
     for warning in config.warnings:
         logger.warning("%s", warning)
+    warn_if_exposed(args.host, args.port, config.auth)
+    if config.database_url is not None and not _database_ready(config.database_url):
+        return 2
     from gateway.server.run import serve
 
-    serve(path, args.host, args.port, args.workers, args.log_level, config_text=config.text)
+    serve(path, args.host, args.port, args.workers, args.log_level, config_text=config.text, tls=tls)
     return 0
+
+
+def _database_ready(url: str) -> bool:
+    """Migrate the key database before any worker starts (workers assume its schema)."""
+    from gateway.store import DatabaseUnavailable, prepare_database
+
+    try:
+        prepare_database(url)
+    except DatabaseUnavailable as exc:
+        print(f"Error: the key database cannot be used: {exc.message}", file=sys.stderr)
+        return False
+    return True
+
+
+def _tls(args: argparse.Namespace) -> TlsFiles | None | Literal[False]:
+    """The checked TLS files from the flags, else GATEWAY_SSL_*; None: plain HTTP; False
+    (reason printed) if they cannot serve TLS."""
+    env = settings()
+    try:
+        return tls_files(
+            args.ssl_certfile or env.ssl_certfile,
+            args.ssl_keyfile or env.ssl_keyfile,
+            args.ssl_keyfile_password or env.ssl_keyfile_password,
+        )
+    except TlsError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        return False
 
 
 def validate(args: argparse.Namespace) -> int:
@@ -89,6 +125,13 @@ def validate(args: argparse.Namespace) -> int:
         return 1
     print(f"{path}: OK ({len(config.endpoints)} endpoints, {len(config.routes)} routes)")
     return 0
+
+
+def keys(args: argparse.Namespace) -> int:
+    """`gateway keys create | list | show | revoke` (gateway/store/commands.py)."""
+    from gateway.store.commands import run
+
+    return run(args)
 
 
 def _seconds(value: str) -> float:
@@ -128,6 +171,20 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         help="how long a stopping worker may finish in-flight requests and streams before it is "
         "killed (env: GATEWAY_DRAIN_SECONDS, default 30)",
     )
+    start_cmd.add_argument(
+        "--ssl-certfile",
+        metavar="PATH",
+        help="serve HTTPS: PEM certificate chain, leaf first (env: GATEWAY_SSL_CERTFILE; needs --ssl-keyfile)",
+    )
+    start_cmd.add_argument(
+        "--ssl-keyfile", metavar="PATH", help="PEM private key of --ssl-certfile (env: GATEWAY_SSL_KEYFILE)"
+    )
+    start_cmd.add_argument(
+        "--ssl-keyfile-password",
+        metavar="PASSWORD",
+        help="password of an encrypted --ssl-keyfile (env: GATEWAY_SSL_KEYFILE_PASSWORD, which keeps it "
+        "out of the process list)",
+    )
     start_cmd.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     start_cmd.set_defaults(func=start)
 
@@ -141,6 +198,13 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         help="exit 1 if an endpoint loads but cannot be served (its calls would answer 501)",
     )
     validate_cmd.set_defaults(func=validate)
+
+    keys_cmd = commands.add_parser("keys", help="Create, list, show and revoke consumer keys")
+    keys_cmd.set_defaults(func=keys)
+    if command == "keys":  # its flags (and SQLAlchemy) load only for it
+        from gateway.store.commands import add_arguments as add_keys_arguments
+
+        add_keys_arguments(keys_cmd)
 
     bench_cmd = commands.add_parser("bench", help="Load-test a gateway or provider URL")
     mock_cmd = commands.add_parser("mock-upstream", help="Serve a fast mock OpenAI / Anthropic upstream")

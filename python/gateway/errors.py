@@ -3,12 +3,16 @@
     GatewayError                  status + client-facing detail; rendered as {"detail": ...}
     ├── RequestValidationError    422, FastAPI-style list of problems
     ├── BadRequest                400
+    ├── Unauthorized              401, no valid credential (+ WWW-Authenticate)
+    ├── Forbidden                 403, a consumer asking for what it may not have
     ├── NotFound                  404
     ├── MethodNotAllowed          405
     ├── RequestTimeout            408, a request body slower than its deadline; closes the connection
     ├── PayloadTooLarge           413
+    ├── InvalidParameter          422, a parameter the provider cannot take (MLflow's messages)
     ├── RateLimited               429, {"error": "Rate limit exceeded: ..."} + Retry-After, RateLimit-*
     ├── LimitsUnavailable         503, rate-limit storage down and limits_failure_mode: closed
+    ├── DatabaseUnavailable       503, the key database unreachable (admin API, start-up)
     ├── NotImplementedByProvider  501
     └── UpstreamError             the upstream's own status, message passed through
         ├── UpstreamUnavailable   502, connection refused / malformed upstream body
@@ -104,6 +108,31 @@ class BadRequest(GatewayError):
     error_type = "invalid_request_error"
 
 
+class InvalidParameter(GatewayError):
+    """A request a provider or the gateway cannot serve as sent (MLflow's 422 with a message)."""
+
+    status = 422
+    error_type = "invalid_request_error"
+
+
+class Unauthorized(GatewayError):
+    """No credential, or one that is unknown, expired or revoked. Never echoes the credential."""
+
+    status = 401
+    error_type = "authentication_error"
+
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        return [(b"www-authenticate", b'Bearer realm="gateway"')]
+
+
+class Forbidden(GatewayError):
+    """A known consumer asking for what it may not have (an endpoint outside its allowlist, an
+    address the IP lists refuse, the admin API with a consumer key)."""
+
+    status = 403
+    error_type = "permission_error"
+
+
 class NotFound(GatewayError):
     status = 404
     error_type = "not_found_error"
@@ -159,6 +188,14 @@ class RateLimited(GatewayError):
 
 
 class LimitsUnavailable(GatewayError):
+    status = 503
+    error_type = "service_unavailable"
+
+
+class DatabaseUnavailable(GatewayError):
+    """The key database cannot be reached or answered with an error. The message names the
+    backend (never the password) and the driver's reason with any password scrubbed."""
+
     status = 503
     error_type = "service_unavailable"
 

@@ -53,6 +53,21 @@ class Settings:
     # process lifecycle: how long a stopping worker may finish in-flight requests and streams
     # before it is killed (gateway start --drain-seconds)
     drain_seconds: float = 30.0  # GATEWAY_DRAIN_SECONDS
+    # rate limits: buckets in the host's shared table (a power of two, at least 64) and where its
+    # file goes (else /dev/shm, $XDG_RUNTIME_DIR, the temp dir); Redis lease and timeout
+    limits_slots: int = 65536  # GATEWAY_LIMITS_SLOTS
+    limits_dir: str = ""  # GATEWAY_LIMITS_DIR
+    limits_lease_seconds: float = 600.0  # GATEWAY_LIMITS_LEASE_SECONDS
+    limits_redis_timeout_seconds: float = 0.5  # GATEWAY_LIMITS_REDIS_TIMEOUT_SECONDS
+    # config defaults from the environment (MLflow's variables, then ours)
+    allowed_providers: str = ""  # MLFLOW_GATEWAY_ALLOWED_PROVIDERS: comma list, empty: all
+    limits_storage_uri: str = ""  # MLFLOW_GATEWAY_RATE_LIMITS_STORAGE_URI, when no limits_storage
+    database_url: str = ""  # GATEWAY_DATABASE_URL, when the config sets no database_url
+    state_dir: str = ""  # GATEWAY_STATE_DIR: the default SQLite database's directory
+    # TLS termination (gateway start --ssl-certfile / --ssl-keyfile): PEM files, both or neither
+    ssl_certfile: str = ""  # GATEWAY_SSL_CERTFILE: the certificate chain, leaf first
+    ssl_keyfile: str = ""  # GATEWAY_SSL_KEYFILE: its private key
+    ssl_keyfile_password: str = ""  # GATEWAY_SSL_KEYFILE_PASSWORD: for an encrypted key
 
 
 # setting name -> the environment variable it is read from
@@ -74,6 +89,17 @@ ENVIRONMENT: dict[str, str] = {
     "reload_interval_seconds": "GATEWAY_RELOAD_INTERVAL_SECONDS",
     "max_config_bytes": "GATEWAY_MAX_CONFIG_BYTES",
     "drain_seconds": "GATEWAY_DRAIN_SECONDS",
+    "limits_slots": "GATEWAY_LIMITS_SLOTS",
+    "limits_dir": "GATEWAY_LIMITS_DIR",
+    "limits_lease_seconds": "GATEWAY_LIMITS_LEASE_SECONDS",
+    "limits_redis_timeout_seconds": "GATEWAY_LIMITS_REDIS_TIMEOUT_SECONDS",
+    "allowed_providers": "MLFLOW_GATEWAY_ALLOWED_PROVIDERS",
+    "limits_storage_uri": "MLFLOW_GATEWAY_RATE_LIMITS_STORAGE_URI",
+    "database_url": "GATEWAY_DATABASE_URL",
+    "state_dir": "GATEWAY_STATE_DIR",
+    "ssl_certfile": "GATEWAY_SSL_CERTFILE",
+    "ssl_keyfile": "GATEWAY_SSL_KEYFILE",
+    "ssl_keyfile_password": "GATEWAY_SSL_KEYFILE_PASSWORD",
 }
 
 

@@ -17,7 +17,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gateway.control.snapshot import DIR_PREFIX, FILE_NAME, _base_directory
+from gateway.control.snapshot import DIR_PREFIX, FILE_NAME
+from gateway.server.process import private_base_directory
 from tests.conftest import GatewayProcess
 from tests.integration.configs import openai_config, openai_endpoint
 
@@ -73,7 +74,7 @@ def reloads(gateway: GatewayProcess) -> int:
 
 
 def snapshot_of(gateway: GatewayProcess) -> Path:
-    found = list(_base_directory().glob(f"{DIR_PREFIX}{gateway.proc.pid}-*/{FILE_NAME}"))
+    found = list(private_base_directory().glob(f"{DIR_PREFIX}{gateway.proc.pid}-*/{FILE_NAME}"))
     assert len(found) == 1, found
     return found[0]
 
@@ -143,7 +144,7 @@ def test_respawn_starts_from_the_newest_good_config(start_gateway, upstream):
 
     supervisor = gateway.proc.pid
     assert gateway.stop() == 0
-    assert not list(_base_directory().glob(f"{DIR_PREFIX}{supervisor}-*")), "snapshot left behind"
+    assert not list(private_base_directory().glob(f"{DIR_PREFIX}{supervisor}-*")), "snapshot left behind"
 
 
 def test_snapshot_resolves_secrets_as_the_live_file(start_gateway, upstream, tmp_path):

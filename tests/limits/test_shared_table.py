@@ -14,6 +14,7 @@ import pytest
 from gateway._native import LimitTableError, SharedLimits
 from gateway.control.limits import host
 from gateway.control.limits.host import host_table_file, reap_dead_workers
+from gateway.settings import reload_settings
 
 
 def _hammer(path: str, attempts: int, results: multiprocessing.Queue) -> None:
@@ -75,8 +76,9 @@ def test_a_killed_processes_places_are_reaped(tmp_path: Path) -> None:
 
 
 def test_the_supervisor_creates_exports_and_removes_the_file(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setenv(host.DIR_ENV, str(tmp_path))
-    monkeypatch.setenv(host.SLOTS_ENV, "1000")
+    monkeypatch.setenv("GATEWAY_LIMITS_DIR", str(tmp_path))
+    monkeypatch.setenv("GATEWAY_LIMITS_SLOTS", "1000")
+    reload_settings()  # the supervisor reads its settings once, at start
     stale = tmp_path / f"{host.FILE_PREFIX}999999999-abc"  # its supervisor is long gone
     stale.write_bytes(b"")
     alive = tmp_path / f"{host.FILE_PREFIX}{os.getpid()}-abc"

@@ -15,6 +15,7 @@ from gateway.control.limits.redis_store import redact
 from gateway.control.limits.requests import client_key, estimate_tokens, reported_tokens
 from gateway.errors import ConfigError
 from gateway.schemas.responses import ChatChunk, ChatChunkChoice, ChatDelta
+from gateway.settings import read_settings
 from tests.limits.configs import config, endpoint
 
 
@@ -75,25 +76,26 @@ def test_route_limits():
         parse_config(config(endpoint("chat"), routes=routes.replace("calls: 7", "calls: -1")))
 
 
-def test_storage_from_the_config_or_mlflows_variable(monkeypatch):
-    monkeypatch.delenv("MLFLOW_GATEWAY_RATE_LIMITS_STORAGE_URI", raising=False)
-    plain = parse_config(config(endpoint("chat")))
+def test_storage_from_the_config_or_mlflows_variable():
+    def with_variable(uri):
+        return read_settings({"MLFLOW_GATEWAY_RATE_LIMITS_STORAGE_URI": uri})
+
+    plain = parse_config(config(endpoint("chat")), env=with_variable(""))
     assert (plain.limits_storage, plain.limits_failure_mode) == (None, "open")
     top = "limits_storage: redis://h:6379/1\nlimits_failure_mode: closed\n"
-    chosen = parse_config(config(endpoint("chat"), top=top))
+    chosen = parse_config(config(endpoint("chat"), top=top), env=with_variable(""))
     assert (chosen.limits_storage, chosen.limits_failure_mode) == ("redis://h:6379/1", "closed")
-    monkeypatch.setenv("MLFLOW_GATEWAY_RATE_LIMITS_STORAGE_URI", "rediss://:pw@cache:6380")
-    assert parse_config(config(endpoint("chat"))).limits_storage == "rediss://:pw@cache:6380"
+    env = with_variable("rediss://:pw@cache:6380")
+    assert parse_config(config(endpoint("chat")), env=env).limits_storage == "rediss://:pw@cache:6380"
     # the config file wins; memory:// means this host's shared memory
-    assert parse_config(config(endpoint("chat"), top="limits_storage: memory://\n")).limits_storage is None
-    monkeypatch.setenv("MLFLOW_GATEWAY_RATE_LIMITS_STORAGE_URI", "memcached://cache:11211")
+    memory = config(endpoint("chat"), top="limits_storage: memory://\n")
+    assert parse_config(memory, env=env).limits_storage is None
     with pytest.raises(ConfigError, match="MLFLOW_GATEWAY_RATE_LIMITS_STORAGE_URI: storage 'memcached://'"):
-        parse_config(config(endpoint("chat")))
+        parse_config(config(endpoint("chat")), env=with_variable("memcached://cache:11211"))
     # a URI's credentials are never echoed, however malformed it is
     for bad in ("hunter2@cache:6379", "memcached://admin:hunter2@cache", "s3cr3t-pass://cache"):
-        monkeypatch.setenv("MLFLOW_GATEWAY_RATE_LIMITS_STORAGE_URI", bad)
         with pytest.raises(ConfigError) as refused:
-            parse_config(config(endpoint("chat")))
+            parse_config(config(endpoint("chat")), env=with_variable(bad))
         assert "hunter2" not in str(refused.value) and "admin" not in str(refused.value)
     with pytest.raises(ConfigError, match="limits_failure_mode: Input should be 'open' or 'closed'"):
         parse_config(config(endpoint("chat"), top="limits_storage: memory://\nlimits_failure_mode: maybe\n"))

@@ -11,6 +11,7 @@ import pytest
 
 from gateway.config import parse_config
 from gateway.errors import ConfigError
+from gateway.providers import provider_class
 from tests.conftest import launch
 from tests.providers.databricks_upstream import SERVED_MODEL, DatabricksUpstream
 from tests.support.client import invoke, stream_events, upstream_detail
@@ -290,7 +291,7 @@ def test_config_needs_credentials(clean_env):
     clean_env.setenv("DATABRICKS_CLIENT_ID", "id")
     clean_env.setenv("DATABRICKS_CLIENT_SECRET", "secret")
     loaded = parse_config(CONFIG.format(kind="chat", model="m", config="{host: h.cloud.databricks.com}"))
-    built = loaded.endpoints[0].provider_class(loaded.endpoints[0], None)
+    built = provider_class(loaded.endpoints[0].provider)(loaded.endpoints[0], None)
     assert built.urls["llm/v1/chat"] == "https://h.cloud.databricks.com/serving-endpoints/chat/completions"
     assert built.urls["llm/v1/embeddings"] == "https://h.cloud.databricks.com/serving-endpoints/embeddings"
     assert built.oauth is not None and built.oauth.url == "https://h.cloud.databricks.com/oidc/v1/token"
@@ -307,7 +308,7 @@ def test_completions_load_but_answer_mlflows_501(clean_env):
 def test_token_from_a_variable_reference(clean_env):
     clean_env.setenv("MY_DBX_TOKEN", "dapi-from-var")
     loaded = parse_config(CONFIG.format(kind="chat", model="m", config="{host: h, token: $MY_DBX_TOKEN}"))
-    built = loaded.endpoints[0].provider_class(loaded.endpoints[0], None)
+    built = provider_class(loaded.endpoints[0].provider)(loaded.endpoints[0], None)
     assert built.headers["Authorization"] == "Bearer dapi-from-var"
 
 
@@ -326,7 +327,7 @@ def test_token_from_a_variable_reference(clean_env):
 )
 def test_upstream_bases(clean_env, host, model, base):
     loaded = parse_config(CONFIG.format(kind="chat", model=model, config=f"{{host: '{host}', token: t}}"))
-    built = loaded.endpoints[0].provider_class(loaded.endpoints[0], None)
+    built = provider_class(loaded.endpoints[0].provider)(loaded.endpoints[0], None)
     assert built.urls == {
         "llm/v1/chat": f"{base}/chat/completions",
         "llm/v1/embeddings": f"{base}/embeddings",

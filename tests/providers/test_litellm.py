@@ -19,6 +19,7 @@ import pytest
 
 from gateway.config import parse_config
 from gateway.errors import ConfigError, NotImplementedByProvider
+from gateway.providers import provider_class
 from gateway.providers.litellm import NOT_INSTALLED
 from gateway.types import CHAT as CHAT_TYPE
 from tests.conftest import launch
@@ -377,7 +378,7 @@ def fake(monkeypatch):
     monkeypatch.setattr(module, "_LITELLM", stand_in)
     config = "{litellm_provider: anthropic, litellm_auth_config: {api_key: sk-ant-very-secret, api_base: 'http://h'}}"
     endpoint_config = parse_config(config_for("chat", config)).endpoints[0]
-    return endpoint_config.provider_class(endpoint_config, None), stand_in
+    return provider_class(endpoint_config.provider)(endpoint_config, None), stand_in
 
 
 def test_tool_calls_and_cached_tokens(fake):
@@ -465,7 +466,7 @@ def test_a_broken_install_fails_only_its_endpoint(monkeypatch):
 
     monkeypatch.setattr(module, "load_litellm", broken)
     endpoint_config = parse_config(config_for("chat", "{}")).endpoints[0]
-    provider = endpoint_config.provider_class(endpoint_config, None)
+    provider = provider_class(endpoint_config.provider)(endpoint_config, None)
     with pytest.raises(NotImplementedByProvider) as raised:
         asyncio.run(provider.invoke(CHAT_TYPE, CHAT))
     assert raised.value.message == (

@@ -10,6 +10,7 @@ import pytest
 
 from gateway.config import parse_config
 from gateway.errors import ConfigError
+from gateway.providers import provider_class
 from gateway.types import CHAT as CHAT_TYPE
 from gateway.types import COMPLETIONS, EMBEDDINGS
 from tests.conftest import launch
@@ -259,7 +260,7 @@ def test_embeddings_are_forwarded_as_mlflow_forwards_them(provider):
 )
 def test_default_bases(provider, base):
     endpoint_config = parse_config(config_for(provider, "chat", "{api_key: k}")).endpoints[0]
-    built = endpoint_config.provider_class(endpoint_config, None)
+    built = provider_class(endpoint_config.provider)(endpoint_config, None)
     assert built.urls[CHAT_TYPE] == f"{base}/chat/completions"
     if provider in SERVES_ALL:
         assert built.urls[COMPLETIONS] == f"{base}/completions"
@@ -275,4 +276,7 @@ def test_api_key_is_required_except_for_ollama():
 def test_api_key_from_the_environment(monkeypatch):
     monkeypatch.setenv("XAI_TEST_KEY", "from-env")
     endpoint_config = parse_config(config_for("xai", "chat", "{api_key: $XAI_TEST_KEY}")).endpoints[0]
-    assert endpoint_config.provider_class(endpoint_config, None).headers["Authorization"] == "Bearer from-env"
+    assert (
+        provider_class(endpoint_config.provider)(endpoint_config, None).headers["Authorization"]
+        == "Bearer from-env"
+    )

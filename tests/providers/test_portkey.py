@@ -10,6 +10,7 @@ import pytest
 
 from gateway.config import parse_config
 from gateway.errors import ConfigError
+from gateway.providers import provider_class
 from gateway.types import CHAT as CHAT_TYPE
 from gateway.types import EMBEDDINGS
 from tests.conftest import launch
@@ -197,7 +198,7 @@ endpoints:
 
 def built(kind: str, config: str):
     endpoint_config = parse_config(config_for(kind, config)).endpoints[0]
-    return endpoint_config.provider_class(endpoint_config, None)
+    return provider_class(endpoint_config.provider)(endpoint_config, None)
 
 
 def test_default_base_and_headers():

@@ -7,6 +7,7 @@ import pytest
 from gateway.config import parse_config
 from gateway.errors import ConfigError
 from gateway.secrets import resolve_secret
+from gateway.settings import read_settings
 
 ENDPOINT = """
 endpoints:
@@ -46,10 +47,10 @@ def test_azure_provider_name_is_reported_as_azure():
     assert parse_config(text).endpoints[0].provider == "azure"
 
 
-def test_allowed_providers_policy(monkeypatch):
-    monkeypatch.setenv("MLFLOW_GATEWAY_ALLOWED_PROVIDERS", "anthropic, mock")
+def test_allowed_providers_policy():
+    env = read_settings({"MLFLOW_GATEWAY_ALLOWED_PROVIDERS": "anthropic, mock"})
     with pytest.raises(ConfigError, match="not allowed by the current gateway provider policy"):
-        parse_config(ENDPOINT.format(name="a", provider="openai", key="k"))
+        parse_config(ENDPOINT.format(name="a", provider="openai", key="k"), env=env)
 
 
 @pytest.mark.parametrize(

@@ -163,7 +163,7 @@ def test_snapshot_is_private_atomic_and_removed(monkeypatch):
 
 
 def test_stale_snapshot_of_a_killed_supervisor_is_removed(tmp_path, monkeypatch):
-    monkeypatch.setattr(snapshot, "_base_directory", lambda: tmp_path)
+    monkeypatch.setattr(snapshot, "private_base_directory", lambda *preferred: tmp_path)
     dead = tmp_path / f"{snapshot.DIR_PREFIX}999999999-abc"
     dead.mkdir()
     (dead / snapshot.FILE_NAME).write_text("secret")

@@ -21,27 +21,16 @@ import fcntl
 import logging
 import os
 import shutil
-import stat
 import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 
-from gateway.server.process import process_alive
+from gateway.server.process import private_base_directory, remove_stale_directories
 
 logger = logging.getLogger("gateway.snapshot")
 
 SNAPSHOT_ENV = "GATEWAY_CONFIG_SNAPSHOT"
 DIR_PREFIX = "gateway-config-"
 FILE_NAME = "last-good.yaml"
-
-
-def _base_directory() -> Path:
-    """tmpfs first (the text, which may hold literal keys, never reaches a disk), then the
-    user's runtime dir, then the temp dir."""
-    for candidate in ("/dev/shm", os.environ.get("XDG_RUNTIME_DIR")):
-        if candidate and os.path.isdir(candidate) and os.access(candidate, os.W_OK | os.X_OK):
-            return Path(candidate)
-    return Path(tempfile.gettempdir())
 
 
 @contextlib.contextmanager
@@ -54,8 +43,8 @@ def config_snapshot(text: str) -> Iterator[str | None]:
     in_use: int | None = None
     path: str | None = None
     try:
-        base = _base_directory()
-        _remove_stale(base)
+        base = private_base_directory()
+        remove_stale_directories(base, DIR_PREFIX)
         directory = tempfile.mkdtemp(prefix=f"{DIR_PREFIX}{os.getpid()}-", dir=base)  # mode 0700
         # held while serving (and by forked workers): how a later start tells it is in use
         in_use = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -80,29 +69,6 @@ def config_snapshot(text: str) -> Iterator[str | None]:
             shutil.rmtree(directory, ignore_errors=True)
         if in_use is not None:
             os.close(in_use)
-
-
-def _remove_stale(base: Path) -> None:
-    """Directories left by supervisors that were killed outright: ours, their pid gone and no
-    process holding their lock (a pid alone could be another namespace's)."""
-    for stale in base.glob(f"{DIR_PREFIX}*-*"):
-        pid = stale.name[len(DIR_PREFIX) :].split("-", 1)[0]
-        if not pid.isdigit() or process_alive(int(pid)):
-            continue
-        try:
-            info = stale.lstat()
-            if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
-                continue
-            fd = os.open(stale, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | os.O_NOFOLLOW)
-        except OSError:
-            continue
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # raises while in use
-            shutil.rmtree(stale, ignore_errors=True)
-        except OSError:
-            pass
-        finally:
-            os.close(fd)
 
 
 def snapshot_path() -> str | None:

@@ -7,8 +7,10 @@ import random
 import time
 from typing import Any
 
+from gateway.auth.access import Access, build_access
 from gateway.config import EndpointConfig, GatewayConfig, LimitConfig, RouteConfig
 from gateway.control.limits import CombinedLimiter, Limiter, build_limiter
+from gateway.providers import provider_class
 from gateway.providers.base import Provider, UnavailableProvider
 from gateway.proxy.upstream import UpstreamClient
 from gateway.redact import Redactor, config_secrets
@@ -67,7 +69,7 @@ class EndpointTable:
         self.targets: dict[str, Target] = {}
         for endpoint in config.endpoints:
             if endpoint.unavailable is None:
-                provider = endpoint.provider_class(endpoint, client)
+                provider = provider_class(endpoint.provider)(endpoint, client)
             else:
                 provider = UnavailableProvider(endpoint, client)
             old = previous.targets.get(endpoint.name) if previous else None
@@ -81,11 +83,14 @@ class EndpointTable:
             limiter = _limiter(f"route|{route.name}", route.limit, config, old_limiter)
             self.routes[route.name] = TrafficRoute(route, self.targets, limiter)
         self.invocable: dict[str, Target | TrafficRoute] = {**self.targets, **self.routes}
+        self.access: Access = build_access(config, previous.access if previous else None)
         # every configured secret, kept out of error bodies, stream error events and logs
         self.redactor = Redactor(
             secret
             for endpoint in config.endpoints
-            for secret in config_secrets(endpoint.provider_config, endpoint.provider_class.secret_fields)
+            for secret in config_secrets(
+                endpoint.provider_config, provider_class(endpoint.provider).secret_fields
+            )
         )
 
     def resolve(self, name: str) -> Target | None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from gateway.errors import ConfigError, GatewayError, UpstreamError
+from gateway.errors import ConfigError, GatewayError, InvalidParameter, UpstreamError, UpstreamUnavailable
 from gateway.providers.base import HttpProvider, ProviderConfig, UpstreamRequest, upstream_json_error
 from gateway.providers.openai_shapes import chat_chunk, chat_response, completions_chunk, completions_response
 from gateway.schemas.responses import Chunk, Response
@@ -70,7 +70,7 @@ class AI21LabsProvider(HttpProvider):
         if kind == COMPLETIONS:
             for native, ours in NATIVE_KEYS:
                 if native in payload:
-                    raise GatewayError(f"Invalid parameter {native}. Use {ours} instead.", status=422)
+                    raise InvalidParameter(f"Invalid parameter {native}. Use {ours} instead.")
         return super().prepare(kind, payload, stream)
 
     def build_request(self, kind: EndpointType, payload: Payload, stream: bool) -> UpstreamRequest:
@@ -100,7 +100,7 @@ class AI21LabsProvider(HttpProvider):
         if "error" in data:
             error = data["error"]
             message = error.get("message") if isinstance(error, dict) else error
-            raise UpstreamError(f"AI21 Labs failed mid-stream: {message}", status=502)
+            raise UpstreamUnavailable(f"AI21 Labs failed mid-stream: {message}")
         data.setdefault("created", int(time.time()))
         data.setdefault("model", self.upstream_model)
         if kind == CHAT:

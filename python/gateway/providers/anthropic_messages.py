@@ -23,7 +23,7 @@ from typing import Any
 
 import orjson
 
-from gateway.errors import GatewayError, UpstreamError, UpstreamUnavailable
+from gateway.errors import InvalidParameter, UpstreamUnavailable
 from gateway.providers.base import StreamTranslator, invalid_field, json_schema_of
 from gateway.schemas.responses import (
     ChatChoice,
@@ -101,7 +101,7 @@ def chat_body(payload: Payload) -> Payload:
     body = dict(payload)
     _drop_neutral(body)
     if "temperature" in body and "top_p" in body:
-        raise GatewayError(BOTH_SAMPLERS, status=422)
+        raise InvalidParameter(BOTH_SAMPLERS)
     response_format = _common(body)
     system, body["messages"] = translate_messages(body["messages"])
     if system is not None:
@@ -124,7 +124,7 @@ def completions_body(payload: Payload) -> Payload:
     body = dict(payload)
     _drop_neutral(body)
     if "top_p" in body:
-        raise GatewayError(COMPLETIONS_TOP_P, status=422)
+        raise InvalidParameter(COMPLETIONS_TOP_P)
     response_format = _common(body)
     body["messages"] = [{"role": "user", "content": body.pop("prompt")}]
     _response_format(body, response_format)
@@ -139,7 +139,7 @@ def vertex_body(body: Payload) -> Payload:
 def _common(body: Payload) -> Any:
     n = body.pop("n", 1)
     if n != 1:
-        raise GatewayError(f"'n' must be '1' for the Anthropic provider. Received value: '{n}'.", status=422)
+        raise InvalidParameter(f"'n' must be '1' for the Anthropic provider. Received value: '{n}'.")
     if "stop" in body:
         body["stop_sequences"] = body.pop("stop")
     body.pop("stream_options", None)  # OpenAI-only; usage is always reported
@@ -221,8 +221,8 @@ def _assistant_content(message: Payload, index: int) -> Any:
 def translate_tool(tool: Payload) -> Payload:
     function = tool.get("function")
     if tool.get("type") != "function" or not isinstance(function, dict):
-        raise GatewayError(
-            f"Only function calling tool is supported, but received tool type {tool.get('type')}", status=422
+        raise InvalidParameter(
+            f"Only function calling tool is supported, but received tool type {tool.get('type')}"
         )
     out: Payload = {"name": function["name"]}
     if function.get("description") is not None:
@@ -386,8 +386,8 @@ class MessagesStreamTranslator(StreamTranslator):
             return [self.usage_chunk()]
         if kind == "error":
             error = data.get("error") or {}
-            raise UpstreamError(
-                f"Anthropic returned {error.get('type')} while streaming: {error.get('message')}", status=502
+            raise UpstreamUnavailable(
+                f"Anthropic returned {error.get('type')} while streaming: {error.get('message')}"
             )
         return []  # ping, content_block_stop and event types added later
 

@@ -21,6 +21,7 @@ import orjson
 from gateway._native import ParamScaler, ScalingError
 from gateway.errors import (
     GatewayError,
+    InvalidParameter,
     NotImplementedByProvider,
     RequestValidationError,
     UpstreamError,
@@ -33,7 +34,7 @@ from gateway.types import CHAT, COMPLETIONS, EMBEDDINGS, EndpointType, Payload
 
 if TYPE_CHECKING:
     from gateway.config import EndpointConfig
-    from gateway.proxy.upstream import UpstreamClient, UpstreamResponse, UpstreamStream
+    from gateway.proxy.upstream import Transport, UpstreamResponse, UpstreamStream
 
 ROUTE_WORD = {CHAT: "chat", COMPLETIONS: "completions", EMBEDDINGS: "embeddings"}
 MODEL_NOT_PERMITTED = (
@@ -57,7 +58,7 @@ class Provider:
     # itself; otherwise the gateway answers one prompt per call (providers/prompts.py)
     native_prompt_lists: ClassVar[bool] = False
 
-    def __init__(self, endpoint: EndpointConfig, client: UpstreamClient) -> None:
+    def __init__(self, endpoint: EndpointConfig, client: Transport) -> None:
         self.endpoint = endpoint
         self.name = endpoint.provider
         self.model = endpoint.model_name
@@ -100,9 +101,11 @@ class UnavailableProvider(Provider):
     """Stands in for the provider of an endpoint that loads but cannot be served (see
     `Provider.unavailable`): every call answers 501 with the reason, streams before they start."""
 
-    def __init__(self, endpoint: EndpointConfig, client: UpstreamClient) -> None:
+    def __init__(self, endpoint: EndpointConfig, client: Transport) -> None:
         super().__init__(endpoint, client)
-        self.display_name = endpoint.provider_class.display_name  # type: ignore[misc]
+        from gateway.providers import provider_class
+
+        self.display_name = provider_class(endpoint.provider).display_name  # type: ignore[misc]
         self.reason = endpoint.unavailable or self.unsupported(endpoint.endpoint_type).message
 
     async def invoke(self, kind: EndpointType, payload: Payload) -> Response:
@@ -187,14 +190,14 @@ class HttpProvider(Provider):
                 f"Streaming is not supported for {self.display_name} {ROUTE_WORD[kind]} endpoints."
             )
         if payload.get("model") is not None and not self.allows_model_override:
-            raise GatewayError(MODEL_NOT_PERMITTED, status=422)
+            raise InvalidParameter(MODEL_NOT_PERMITTED)
         body = {key: value for key, value in payload.items() if value is not None}
         scaler = self._scalers.get(kind)
         if scaler is not None:
             try:
                 scaler.apply(body)
             except ScalingError as exc:
-                raise GatewayError(str(exc), status=422) from None
+                raise InvalidParameter(str(exc)) from None
         return self.build_request(kind, body, stream)
 
     async def invoke(self, kind: EndpointType, payload: Payload) -> Response:

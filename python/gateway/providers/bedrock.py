@@ -23,7 +23,7 @@ from urllib.parse import quote
 import orjson
 
 from gateway._native import EventStreamError, EventStreamParser, ParamScaler, ScalingError
-from gateway.errors import ConfigError, GatewayError, UpstreamError, UpstreamUnavailable
+from gateway.errors import ConfigError, GatewayError, InvalidParameter, UpstreamError, UpstreamUnavailable
 from gateway.providers.base import (
     MODEL_NOT_PERMITTED,
     HttpProvider,
@@ -111,13 +111,13 @@ class BedrockProvider(HttpProvider):
     # -- hooks ---------------------------------------------------------------------------
     def build_request(self, kind: EndpointType, payload: Payload, stream: bool) -> UpstreamRequest:
         if payload.get("n", 1) != 1:  # only streams get here with n: `invoke` fans out
-            raise GatewayError("Amazon Bedrock streams one choice: 'n' must be 1 when streaming.", status=422)
+            raise InvalidParameter("Amazon Bedrock streams one choice: 'n' must be 1 when streaming.")
         scaler = COMPLETION_SCALERS.get(self.family or "") if kind == COMPLETIONS else None
         if scaler is not None:
             try:
                 scaler.apply(payload)
             except ScalingError as exc:
-                raise GatewayError(str(exc), status=422) from None
+                raise InvalidParameter(str(exc)) from None
         body = converse_request(payload, self.model or "")
         if stream:
             return UpstreamRequest(self.stream_url, self.stream_headers, body)
@@ -174,7 +174,7 @@ class BedrockProvider(HttpProvider):
 
     async def embed(self, payload: Payload) -> EmbeddingsResponse:
         if payload.get("model") is not None:
-            raise GatewayError(MODEL_NOT_PERMITTED, status=422)
+            raise InvalidParameter(MODEL_NOT_PERMITTED)
         texts = embedding_texts(payload["input"])
         if self.cohere_embeddings:
             body: Payload = {"texts": texts, "input_type": payload.get("input_type") or "search_document"}
@@ -233,7 +233,7 @@ def embedding_texts(value: Any) -> list[str]:
         return [value]
     if isinstance(value, list) and all(isinstance(item, str) for item in value):
         return value
-    raise GatewayError("Amazon Bedrock embeddings take text input, not token arrays.", status=422)
+    raise InvalidParameter("Amazon Bedrock embeddings take text input, not token arrays.")
 
 
 def titan_body(text: str, payload: Payload) -> Payload:

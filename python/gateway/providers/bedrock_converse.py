@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from gateway.errors import GatewayError, UpstreamError
+from gateway.errors import InvalidParameter, UpstreamError, UpstreamUnavailable
 from gateway.providers.base import HttpProvider, StreamTranslator, json_schema_of
 from gateway.schemas.responses import (
     ChatChoice,
@@ -135,9 +135,8 @@ def user_blocks(content: Any, index: int) -> list[Payload]:
         elif kind == "image_url":
             blocks.append(image_block(part["image_url"]["url"], index))
         elif kind == "input_audio":
-            raise GatewayError(
-                f"messages[{index}]: audio input is not supported by the Amazon Bedrock Converse API.",
-                status=422,
+            raise InvalidParameter(
+                f"messages[{index}]: audio input is not supported by the Amazon Bedrock Converse API."
             )
     return blocks
 
@@ -148,10 +147,9 @@ def image_block(url: str, index: int) -> Payload:
     media = header[5:].split(";")[0] if header.startswith("data:") else ""
     image_format = IMAGE_FORMATS.get(media.removeprefix("image/")) if media.startswith("image/") else None
     if not sep or ";base64" not in header or image_format is None:
-        raise GatewayError(
+        raise InvalidParameter(
             f"messages[{index}]: Amazon Bedrock needs images inline as base64 data URLs "
-            "(data:image/png|jpeg|gif|webp;base64,...).",
-            status=422,
+            "(data:image/png|jpeg|gif|webp;base64,...)."
         )
     return {"image": {"format": image_format, "source": {"bytes": data}}}
 
@@ -163,16 +161,15 @@ def assistant_blocks(message: Payload) -> list[Payload]:
         function = call.get("function") or {}
         name = function.get("name")
         if not name:
-            raise GatewayError(
-                f"Invalid assistant tool call: missing function name for tool_call_id={call_id}.", status=422
+            raise InvalidParameter(
+                f"Invalid assistant tool call: missing function name for tool_call_id={call_id}."
             )
         try:
             arguments = orjson.loads(function.get("arguments") or "{}")
         except orjson.JSONDecodeError:
-            raise GatewayError(
+            raise InvalidParameter(
                 "Invalid assistant tool call arguments: not valid JSON for "
-                f"tool_call_id={call_id}, tool_name={name}.",
-                status=422,
+                f"tool_call_id={call_id}, tool_name={name}."
             ) from None
         blocks.append({"toolUse": {"toolUseId": call_id, "name": name, "input": arguments}})
     return blocks or [{"text": ""}]
@@ -357,7 +354,7 @@ def stream_exception(headers: dict[str, str], payload: bytes) -> UpstreamError:
         message = (data.get("message") or data.get("Message")) if isinstance(data, dict) else None
         return UpstreamError(f"{kind}: {message or 'no message'}", status=EXCEPTION_STATUS.get(kind, 502))
     code = headers.get(":error-code", "error")
-    return UpstreamError(f"{code}: {headers.get(':error-message', 'no message')}", status=502)
+    return UpstreamUnavailable(f"{code}: {headers.get(':error-message', 'no message')}")
 
 
 class ConverseStreamTranslator(StreamTranslator):

@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from gateway.errors import BadRequest, GatewayError, UpstreamError
+from gateway.errors import BadRequest, GatewayError, InvalidParameter, UpstreamError, UpstreamUnavailable
 from gateway.providers.base import (
     ROUTE_WORD,
     HttpProvider,
@@ -133,7 +133,7 @@ class CohereStream(StreamTranslator):
             return [self.tool_call_chunk(kind, message.get("tool_calls") or {})]
         if kind == "message-end":
             if delta.get("error"):
-                raise UpstreamError(f"Cohere stopped the stream: {delta['error']}", status=502)
+                raise UpstreamUnavailable(f"Cohere stopped the stream: {delta['error']}")
             finish = finish_reason(delta.get("finish_reason"))
             usage = usage_payload(delta.get("usage")) if delta.get("usage") else None
             if self.kind == CHAT:
@@ -206,14 +206,12 @@ class CohereProvider(HttpProvider):
         # MLflow's checks run on the client's field names, before the scaler renames them
         if kind == EMBEDDINGS:
             if "texts" in payload:
-                raise GatewayError("Invalid parameter texts. Use input instead.", status=422)
+                raise InvalidParameter("Invalid parameter texts. Use input instead.")
         else:
             n = payload.get("n")
             if n is not None and n != 1:
                 # v2 generates one answer per request (v1's num_generations is gone)
-                raise GatewayError(
-                    f"Parameter n must be 1 for Cohere {ROUTE_WORD[kind]}, got {n}.", status=422
-                )
+                raise InvalidParameter(f"Parameter n must be 1 for Cohere {ROUTE_WORD[kind]}, got {n}.")
         if kind == COMPLETIONS:
             for native, ours in (("stop_sequences", "stop"), ("num_generations", "n")):
                 if native in payload:

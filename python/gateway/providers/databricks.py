@@ -30,7 +30,7 @@ from urllib.parse import urlencode
 
 import orjson
 
-from gateway.errors import ConfigError, UpstreamError, UpstreamUnavailable
+from gateway.errors import ConfigError, UpstreamUnavailable
 from gateway.providers.base import HttpProvider, ProviderConfig, UpstreamRequest
 from gateway.providers.openai_shapes import chat_chunk, chat_response, embeddings_response
 from gateway.schemas.responses import Chunk, Response
@@ -134,7 +134,7 @@ class DatabricksProvider(HttpProvider):
         if "error" in data or "error_code" in data:
             error = data.get("error", data)
             message = error.get("message") if isinstance(error, dict) else error
-            raise UpstreamError(str(message), status=502)
+            raise UpstreamUnavailable(str(message))
         for choice in data.get("choices") or ():
             delta = choice.get("delta")
             if isinstance(delta, dict) and isinstance(delta.get("content"), list):

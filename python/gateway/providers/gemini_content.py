@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 
 from gateway._native import ParamScaler
-from gateway.errors import GatewayError
+from gateway.errors import InvalidParameter
 from gateway.providers.base import invalid_field
 from gateway.types import Payload
 
@@ -69,7 +69,7 @@ def generate_content_body(payload: Payload, *, call_ids: bool = True) -> Payload
     `id` out of functionCall/functionResponse parts (Vertex AI)."""
     for native, standard in NATIVE_KEYS.items():
         if native in payload:
-            raise GatewayError(f"Invalid parameter {native}. Use {standard} instead.", status=422)
+            raise InvalidParameter(f"Invalid parameter {native}. Use {standard} instead.")
     system, contents = translate_messages(payload["messages"], call_ids)
     body: Payload = {"contents": contents}
     if system:
@@ -213,10 +213,9 @@ def _model_parts(message: Payload, index: int, call_names: dict[str, Any], call_
 def _function_response(message: Payload, call_names: dict[str, Any], call_ids: bool) -> Payload:
     call_id = message.get("tool_call_id")
     if call_id not in call_names:
-        raise GatewayError(
+        raise InvalidParameter(
             f"Invalid tool message: tool_call_id={call_id} does not match any tool call in a "
-            "preceding assistant message.",
-            status=422,
+            "preceding assistant message."
         )
     response: Payload = {"id": call_id, "name": call_names[call_id], "response": _tool_result(message)}
     if not call_ids:
@@ -242,8 +241,8 @@ def _tool_result(message: Payload) -> Payload:
 def function_declaration(tool: Payload) -> Payload:
     function = tool.get("function")
     if tool.get("type") != "function" or not isinstance(function, dict):
-        raise GatewayError(
-            f"Only function calling tool is supported, but received tool type {tool.get('type')}", status=422
+        raise InvalidParameter(
+            f"Only function calling tool is supported, but received tool type {tool.get('type')}"
         )
     out: Payload = {"name": function["name"]}
     if function.get("description") is not None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from gateway.errors import GatewayError, UpstreamError
+from gateway.errors import InvalidParameter, UpstreamUnavailable
 from gateway.providers.base import HttpProvider, ProviderConfig, UpstreamRequest
 from gateway.providers.openai_shapes import chat_chunk, chat_response
 from gateway.schemas.responses import (
@@ -52,7 +52,7 @@ def raise_stream_error(data: Payload) -> None:
     error = data.get("error")
     if error is not None:
         message = error.get("message") if isinstance(error, dict) else error
-        raise UpstreamError(f"Text Generation Inference failed mid-stream: {message}", status=502)
+        raise UpstreamUnavailable(f"Text Generation Inference failed mid-stream: {message}")
 
 
 class HuggingFaceTGIProvider(HttpProvider):
@@ -75,12 +75,11 @@ class HuggingFaceTGIProvider(HttpProvider):
         if kind == COMPLETIONS:
             # MLflow's checks, on the client's field names before the scaler renames them
             if "max_new_tokens" in payload:
-                raise GatewayError("Invalid parameter max_new_tokens. Use max_tokens instead.", status=422)
+                raise InvalidParameter("Invalid parameter max_new_tokens. Use max_tokens instead.")
             n = payload.get("n", 1)
             if n != 1:
-                raise GatewayError(
-                    f"'n' must be '1' for the Text Generation Inference provider.Received value: '{n}'.",
-                    status=422,
+                raise InvalidParameter(
+                    f"'n' must be '1' for the Text Generation Inference provider.Received value: '{n}'."
                 )
         return super().prepare(kind, payload, stream)
 

@@ -43,6 +43,7 @@ from gateway.errors import (
     BadRequest,
     ConfigError,
     GatewayError,
+    InvalidParameter,
     NotImplementedByProvider,
     UpstreamError,
     UpstreamTimeout,
@@ -181,7 +182,7 @@ class LiteLLMProvider(Provider):
         if self.litellm is None:
             raise NotImplementedByProvider(self.import_error or NOT_INSTALLED)
         if payload.get("model") is not None:
-            raise GatewayError(MODEL_NOT_PERMITTED, status=422)
+            raise InvalidParameter(MODEL_NOT_PERMITTED)
         body = {key: value for key, value in payload.items() if value is not None and key != "model"}
         fixed = sorted(DESTINATION_KEYS & body.keys())
         if fixed:

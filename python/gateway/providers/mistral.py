@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from gateway.errors import UpstreamError
+from gateway.errors import UpstreamUnavailable
 from gateway.providers.base import HttpProvider, ProviderConfig, UpstreamRequest
 from gateway.providers.openai_shapes import chat_chunk, chat_usage, completions_chunk
 from gateway.schemas.responses import (
@@ -116,7 +116,7 @@ class MistralProvider(HttpProvider):
 
     def parse_chunk(self, kind: EndpointType, data: Payload) -> Chunk | None:
         if "error" in data or data.get("object") == "error":
-            raise UpstreamError(stream_error_message(data), status=502)
+            raise UpstreamUnavailable(stream_error_message(data))
         for choice in data.get("choices") or ():
             delta = choice.get("delta")
             if isinstance(delta, dict) and isinstance(delta.get("content"), list):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from gateway.errors import GatewayError, UpstreamUnavailable
+from gateway.errors import InvalidParameter, UpstreamUnavailable
 from gateway.providers.base import HttpProvider, ProviderConfig, UpstreamRequest
 from gateway.schemas.responses import (
     ChatChoice,
@@ -96,10 +96,9 @@ class MlflowModelServingProvider(HttpProvider):
             inputs = [inputs]
         if kind == CHAT:
             if len(inputs) > 1:
-                raise GatewayError(
+                raise InvalidParameter(
                     "MLflow chat models are only capable of processing a single query at a time. "
-                    f"The request submitted consists of {len(inputs)} queries.",
-                    status=422,
+                    f"The request submitted consists of {len(inputs)} queries."
                 )
             inputs = [inputs[0].get("content")]
         body: Payload = {"inputs": inputs}

@@ -18,7 +18,7 @@ from itertools import cycle, islice
 from typing import Any
 
 from gateway._native import ParamScaler, ScalingError
-from gateway.errors import GatewayError
+from gateway.errors import InvalidParameter
 from gateway.providers.base import MODEL_NOT_PERMITTED, Provider, ProviderConfig, invalid_field
 from gateway.schemas.responses import (
     ChatChoice,
@@ -140,12 +140,12 @@ class MockProvider(Provider):
     # -- helpers -------------------------------------------------------------------------
     def _checked(self, payload: Payload) -> Payload:
         if payload.get("model") is not None:
-            raise GatewayError(MODEL_NOT_PERMITTED, status=422)
+            raise InvalidParameter(MODEL_NOT_PERMITTED)
         payload = dict(payload)
         try:
             self.scaler.apply(payload)
         except ScalingError as exc:
-            raise GatewayError(str(exc), status=422) from None
+            raise InvalidParameter(str(exc)) from None
         return payload
 
     @staticmethod

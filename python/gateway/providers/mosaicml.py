@@ -15,7 +15,7 @@ import logging
 import time
 from typing import Any
 
-from gateway.errors import GatewayError, UpstreamError
+from gateway.errors import GatewayError, InvalidParameter, UpstreamError, UpstreamUnavailable
 from gateway.providers.base import HttpProvider, ProviderConfig, UpstreamRequest, upstream_json_error
 from gateway.providers.openai_shapes import (
     chat_chunk,
@@ -67,7 +67,7 @@ class MosaicMLProvider(HttpProvider):
         # MLflow refuses the old predict API's names for the OpenAI fields
         native, ours = ("inputs", "input") if kind == EMBEDDINGS else ("max_new_tokens", "max_tokens")
         if native in payload:
-            raise GatewayError(f"Invalid parameter {native}. Use {ours} instead.", status=422)
+            raise InvalidParameter(f"Invalid parameter {native}. Use {ours} instead.")
         return super().prepare(kind, payload, stream)
 
     def build_request(self, kind: EndpointType, payload: Payload, stream: bool) -> UpstreamRequest:
@@ -95,7 +95,7 @@ class MosaicMLProvider(HttpProvider):
         if "error" in data:
             error = data["error"]
             message = error.get("message") if isinstance(error, dict) else error
-            raise UpstreamError(f"MosaicML failed mid-stream: {message}", status=502)
+            raise UpstreamUnavailable(f"MosaicML failed mid-stream: {message}")
         if kind == CHAT:
             return chat_chunk(data, self.name)
         return completions_chunk(data)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from gateway.errors import ConfigError, UpstreamError
+from gateway.errors import ConfigError, UpstreamUnavailable
 from gateway.providers.base import HttpProvider, ProviderConfig, UpstreamRequest
 from gateway.providers.openai_shapes import (
     chat_chunk,
@@ -101,7 +101,7 @@ class OpenAIProvider(HttpProvider):
         if "error" in data:
             error = data["error"]
             message = error.get("message") if isinstance(error, dict) else error
-            raise UpstreamError(str(message), status=502)
+            raise UpstreamUnavailable(str(message))
         if kind == CHAT:
             return chat_chunk(data, self.name)
         return completions_chunk(data)

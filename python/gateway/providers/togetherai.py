@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.errors import GatewayError, UpstreamError
+from gateway.errors import InvalidParameter, UpstreamUnavailable
 from gateway.providers.base import HttpProvider, ProviderConfig, UpstreamRequest
 from gateway.providers.openai_shapes import chat_chunk, chat_usage, completions_chunk
 from gateway.schemas.responses import (
@@ -62,7 +62,7 @@ class TogetherAIProvider(HttpProvider):
         if kind != EMBEDDINGS:
             _logprobs_to_int(payload)
         if kind == COMPLETIONS and "max_tokens" not in payload:
-            raise GatewayError(MAX_TOKENS_REQUIRED, status=422)
+            raise InvalidParameter(MAX_TOKENS_REQUIRED)
         return UpstreamRequest(self.urls[kind], self.headers, {"model": self.model, **payload})
 
     def parse_response(self, kind: EndpointType, data: Payload) -> Response:
@@ -114,7 +114,7 @@ class TogetherAIProvider(HttpProvider):
         if "error" in data:
             error = data["error"]
             message = error.get("message") if isinstance(error, dict) else error
-            raise UpstreamError(str(message), status=502)
+            raise UpstreamUnavailable(str(message))
         if kind == COMPLETIONS:
             return completions_chunk(data)
         for choice in data.get("choices") or ():
@@ -130,7 +130,7 @@ def _logprobs_to_int(payload: Payload) -> None:
     if "top_logprobs" in payload:
         top = payload.pop("top_logprobs")
         if not isinstance(top, int):
-            raise GatewayError("Wrong type for top_logprobs. It should a 32bit integer.", status=422)
+            raise InvalidParameter("Wrong type for top_logprobs. It should a 32bit integer.")
         payload["logprobs"] = top
     elif "logprobs" in payload and not isinstance(payload["logprobs"], int):
-        raise GatewayError("Wrong type for logprobs. It should be an 32bit integer.", status=422)
+        raise InvalidParameter("Wrong type for logprobs. It should be an 32bit integer.")

@@ -27,7 +27,7 @@ from typing import Any, Literal, cast
 from urllib.parse import quote
 
 from gateway._native import ParamScaler, ScalingError
-from gateway.errors import ConfigError, GatewayError, UpstreamError
+from gateway.errors import ConfigError, GatewayError, InvalidParameter, UpstreamUnavailable
 from gateway.providers import anthropic_messages as claude
 from gateway.providers.base import HttpProvider, ProviderConfig, StreamTranslator, UpstreamRequest
 from gateway.providers.gemini import google_error, text_inputs
@@ -178,7 +178,7 @@ class VertexAIProvider(HttpProvider):
         try:
             CLAUDE_SCALERS[kind].apply(payload)  # Anthropic's temperature halving and max_tokens rules
         except ScalingError as exc:
-            raise GatewayError(str(exc), status=422) from None
+            raise InvalidParameter(str(exc)) from None
         body = claude.vertex_body(
             claude.chat_body(payload) if kind == CHAT else claude.completions_body(payload)
         )
@@ -233,7 +233,7 @@ class VertexAIProvider(HttpProvider):
         if "error" in data:
             error = data["error"]
             message = error.get("message") if isinstance(error, dict) else error
-            raise UpstreamError(str(message), status=502)
+            raise UpstreamUnavailable(str(message))
         return chat_chunk(data, self.name)
 
     def upstream_error(self, status: int, reason: str, data: Any) -> GatewayError:

@@ -24,6 +24,7 @@ import time
 import urllib.request
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager, suppress
+from typing import Protocol
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -123,6 +124,16 @@ class UpstreamStream:
         if not self._released:  # releasing twice would pool one connection twice
             self._released = True
             self._release()
+
+
+class Transport(Protocol):
+    """What a provider needs from the network: the seam a test replaces with recorded exchanges
+    (tests/support/transport.py) to check a provider's request building, response parsing and
+    stream translation in process, without a gateway or an upstream server."""
+
+    async def post(self, url: str, headers: dict[str, str], body: bytes, label: str) -> UpstreamResponse: ...
+
+    async def stream(self, url: str, headers: dict[str, str], body: bytes, label: str) -> UpstreamStream: ...
 
 
 class UpstreamClient:

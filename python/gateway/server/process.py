@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import os
+import shutil
 import signal
+import stat
 import sys
+import tempfile
+from pathlib import Path
 
 PR_SET_PDEATHSIG = 1
 SUPERVISOR_ENV = "GATEWAY_SUPERVISOR_PID"
@@ -46,3 +51,35 @@ def process_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def private_base_directory(*preferred: str | None) -> Path:
+    """Where a supervisor keeps private runtime files: tmpfs first (the pages never reach a
+    disk), then the user's runtime dir, then the temp dir."""
+    for candidate in (*preferred, "/dev/shm", os.environ.get("XDG_RUNTIME_DIR")):
+        if candidate and os.path.isdir(candidate) and os.access(candidate, os.W_OK | os.X_OK):
+            return Path(candidate)
+    return Path(tempfile.gettempdir())
+
+
+def remove_stale_directories(base: Path, prefix: str) -> None:
+    """Directories `{prefix}{pid}-...` left by supervisors that were killed outright: ours, their
+    pid gone and no process holding their lock (a pid alone could be another namespace's)."""
+    for stale in base.glob(f"{prefix}*-*"):
+        pid = stale.name[len(prefix) :].split("-", 1)[0]
+        if not pid.isdigit() or process_alive(int(pid)):
+            continue
+        try:
+            info = stale.lstat()
+            if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+                continue
+            fd = os.open(stale, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # raises while in use
+            shutil.rmtree(stale, ignore_errors=True)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)

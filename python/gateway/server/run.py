@@ -3,16 +3,18 @@ knows about Granian."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
 import sys
 import time
 from collections import deque
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from granian._granian import SocketHolder
-from granian.constants import HTTPModes, Interfaces, Loops
+from granian.constants import HTTPModes, Interfaces, Loops, SSLProtocols
 
 if TYPE_CHECKING:
     from granian.server.common import AbstractServer as Granian
@@ -23,6 +25,7 @@ from gateway.control.limits import host_table_file
 from gateway.control.snapshot import config_snapshot
 from gateway.server.connections import granian_options
 from gateway.server.process import mark_supervisor
+from gateway.server.tls import MIN_TLS_VERSION, TlsFiles, granian_files
 from gateway.settings import settings
 
 BACKLOG = 2048
@@ -151,11 +154,48 @@ class _Server(Granian):  # type: ignore[type-arg]
         self._gateway_listener.close()
 
 
+def _tls_options(tls: TlsFiles | None) -> dict[str, Any]:
+    if tls is None:
+        return {}
+    return {
+        "ssl_cert": Path(tls.certfile),
+        # never a password: Granian's workers cannot read encrypted keys, so the supervisor has
+        # decrypted one already (server/tls.py)
+        "ssl_key": Path(tls.keyfile),
+        "ssl_protocol_min": SSLProtocols(f"tls{MIN_TLS_VERSION}"),
+    }
+
+
 def serve(
-    config_path: str, host: str, port: int, workers: int, log_level: str = "info", *, config_text: str
+    config_path: str,
+    host: str,
+    port: int,
+    workers: int,
+    log_level: str = "info",
+    *,
+    config_text: str,
+    tls: TlsFiles | None = None,
 ) -> None:
     """Serve until SIGTERM / SIGINT. `config_text` is the config the caller validated: the last
-    good config a worker starts from while the file is invalid (control/snapshot.py)."""
+    good config a worker starts from while the file is invalid (control/snapshot.py). `tls`,
+    checked by the caller (server/tls.py), makes every worker terminate TLS (HTTPS)."""
+    with contextlib.ExitStack() as stack:
+        try:  # an encrypted key, decrypted for Granian (server/tls.py)
+            granian_tls = stack.enter_context(granian_files(tls))
+        except OSError as exc:
+            sys.exit(f"Error: cannot keep the decrypted TLS key: {exc.strerror or exc}")
+        _serve(config_path, host, port, workers, log_level, config_text, granian_tls)
+
+
+def _serve(
+    config_path: str,
+    host: str,
+    port: int,
+    workers: int,
+    log_level: str,
+    config_text: str,
+    tls: TlsFiles | None,
+) -> None:
     os.environ["MLFLOW_GATEWAY_CONFIG"] = config_path
     try:
         listener = bind_listener(host, port)
@@ -182,6 +222,7 @@ def serve(
         # how long a stopping worker may finish in-flight requests and streams (Granian reads
         # 0 as "wait for ever": 0 here means at once)
         workers_kill_timeout=max(settings().drain_seconds, 0.001),
+        **_tls_options(tls),
     )
     # the rate-limit table every worker maps and the last good config, both created before the
     # workers are spawned and removed when serving ends

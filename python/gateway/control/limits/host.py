@@ -14,7 +14,6 @@ import fcntl
 import logging
 import os
 import secrets
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,14 +22,13 @@ from gateway._native import LimitTableError, SharedConcurrency, SharedLimits
 from gateway.config import LimitConfig
 from gateway.control.limits.base import Grant, Limiter, Meter, ratelimit_headers, refused
 from gateway.control.limits.requests import client_key, estimate_tokens
-from gateway.server.process import process_alive
+from gateway.server.process import private_base_directory, process_alive
+from gateway.settings import settings
 from gateway.types import EndpointType, Payload, Scope
 
 logger = logging.getLogger("gateway.limits")
 
 TABLE_ENV = "GATEWAY_LIMITS_TABLE"
-SLOTS_ENV = "GATEWAY_LIMITS_SLOTS"
-DIR_ENV = "GATEWAY_LIMITS_DIR"
 FILE_PREFIX = "gateway-limits-"
 DEFAULT_SLOTS = 65536
 CONCURRENCY_SLOTS = 1024
@@ -41,17 +39,12 @@ _table_pid = 0
 
 # -- the table file --------------------------------------------------------------------------
 def _slots() -> int:
-    raw = os.environ.get(SLOTS_ENV, "")
-    wanted = int(raw) if raw.isdigit() else DEFAULT_SLOTS
+    wanted = settings().limits_slots or DEFAULT_SLOTS
     return 1 << max(6, (max(wanted, 64) - 1).bit_length())  # a power of two, at least 64
 
 
 def _directory() -> Path:
-    """tmpfs first (the pages never reach a disk), then the user's runtime dir, then /tmp."""
-    for candidate in (os.environ.get(DIR_ENV), "/dev/shm", os.environ.get("XDG_RUNTIME_DIR")):
-        if candidate and os.path.isdir(candidate) and os.access(candidate, os.W_OK | os.X_OK):
-            return Path(candidate)
-    return Path(tempfile.gettempdir())
+    return private_base_directory(settings().limits_dir)
 
 
 @contextlib.contextmanager

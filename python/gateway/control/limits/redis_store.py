@@ -17,7 +17,6 @@ import asyncio
 import hashlib
 import logging
 import math
-import os
 import secrets
 import time
 from typing import Any
@@ -30,6 +29,7 @@ from redis.exceptions import RedisError
 from gateway.config import LimitConfig
 from gateway.control.limits.base import Grant, Limiter, Meter, ratelimit_headers, refused
 from gateway.control.limits.requests import client_key, estimate_tokens
+from gateway.settings import settings
 from gateway.types import EndpointType, Payload, Scope
 
 logger = logging.getLogger("gateway.limits")
@@ -112,14 +112,6 @@ return 1
 """
 
 
-def _seconds_env(name: str, default: float) -> float:
-    try:
-        value = float(os.environ.get(name, default))
-    except ValueError:
-        return default
-    return value if value > 0 else default
-
-
 def redact(uri: str) -> str:
     """The URI without its password, for messages."""
     scheme, _, rest = uri.partition("://")
@@ -132,7 +124,7 @@ class RedisStore:
     """One client per worker and URI, shared by every limiter that uses it."""
 
     def __init__(self, uri: str) -> None:
-        timeout = _seconds_env("GATEWAY_LIMITS_REDIS_TIMEOUT_SECONDS", 0.5)
+        timeout = settings().limits_redis_timeout_seconds or 0.5
         self.uri = uri
         self.where = redact(uri)
         # one immediate retry covers a pooled connection that died with a restarted server;
@@ -142,7 +134,7 @@ class RedisStore:
         )
         self.acquire = self.client.register_script(ACQUIRE)
         self.settle = self.client.register_script(SETTLE)
-        self.lease_micros = int(_seconds_env("GATEWAY_LIMITS_LEASE_SECONDS", 600) * MICROS)
+        self.lease_micros = int((settings().limits_lease_seconds or 600) * MICROS)
         self.retry_at = 0.0
         self.failure = ""
         self._background: set[asyncio.Task[Any]] = set()

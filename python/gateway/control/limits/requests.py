@@ -10,6 +10,7 @@ from gateway.schemas.responses import Chunk
 from gateway.types import CHAT, COMPLETIONS, EndpointType, Payload, Scope
 
 CONSUMER_HEADER = b"x-gateway-consumer"
+CONSUMER_SCOPE_KEY = "gateway.consumer"  # set by the pipeline's authenticate phase
 # a rough, provider-neutral tokenizer: about four characters per token, plus a few tokens of
 # framing per chat message; the estimate is reconciled with the reported usage afterwards
 CHARS_PER_TOKEN = 4
@@ -20,10 +21,14 @@ def client_key(scope: Scope, kind: str, header: bytes | None = None) -> str:
     """The identity a per-client counter is kept for. Never stored raw: the stores hash it.
 
     ip: the peer address as the ASGI server sees it (MLflow's key; proxies' X-Forwarded-For is
-    not trusted). consumer: the X-Gateway-Consumer header, else the Authorization bearer token,
-    else the address. header: that request header, else the address.
+    not trusted). consumer: the authenticated consumer (a gateway key's id, a JWT's subject),
+    else the X-Gateway-Consumer header, else the Authorization bearer token, else the address.
+    header: that request header, else the address.
     """
     if kind == "consumer":
+        authenticated = scope.get(CONSUMER_SCOPE_KEY)
+        if authenticated is not None:
+            return "key:" + str(authenticated.id)
         consumer = _header(scope, CONSUMER_HEADER)
         if consumer:
             return "consumer:" + consumer

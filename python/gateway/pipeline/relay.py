@@ -1,4 +1,4 @@
-"""Answering a client that may go away, and a stream that may outlive the worker.
+"""relay: the answer to the client, who may go away, and a stream that may outlive the worker.
 
 * `ClientWatch`: a request's work (the upstream call included, streamed or not) is cancelled as
   soon as its client disconnects, so no upstream call runs on for nobody. That includes a client
@@ -20,11 +20,13 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from gateway.errors import GatewayError
+from gateway.pipeline.context import RequestContext
+from gateway.pipeline.record import record_failure
+from gateway.proxy.openai_contract import openai_response, openai_stream_contract, wants_usage
 from gateway.proxy.streaming import DONE_EVENT, encode_chunks, error_event
-from gateway.redact import Redactor
-from gateway.schemas.responses import Chunk
-from gateway.server.http import SSE_HEADERS
-from gateway.types import Receive, Send
+from gateway.schemas.responses import Chunk, Response
+from gateway.server.http import SSE_HEADERS, send_json
+from gateway.types import Receive
 
 logger = logging.getLogger("gateway")
 
@@ -107,25 +109,31 @@ def watch_stop_signals(drain_seconds: Callable[[], float]) -> None:
         signal.signal(sig, handler)
 
 
-async def relay_stream(
-    send: Send,
-    stream: AsyncIterator[list[Chunk]],
-    redactor: Redactor,
-    headers: list[tuple[bytes, bytes]] = SSE_HEADERS,
-    on_error: Callable[[GatewayError], None] | None = None,
-) -> None:
+async def relay_response(ctx: RequestContext, response: Response) -> None:
+    if ctx.openai_route:
+        response = openai_response(response)
+    await send_json(ctx.send, 200, response, _grant_headers(ctx) or None)
+
+
+async def relay_stream(ctx: RequestContext) -> None:
+    """The stream, shaped to OpenAI's contract, to the client: headers once the upstream has
+    accepted it; a failure after that an error event (redacted), then the end."""
+    assert ctx.stream is not None
+    stream = openai_stream_contract(ctx.stream, wants_usage(ctx.payload), ctx.openai_route)
+    send = ctx.send
     task = asyncio.current_task()
     assert task is not None
     DRAINING.streams.add(task)
-    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send(
+        {"type": "http.response.start", "status": 200, "headers": [*SSE_HEADERS, *_grant_headers(ctx)]}
+    )
     try:
         async for batch in stream:
             await send({"type": "http.response.body", "body": encode_chunks(batch), "more_body": True})
         tail = DONE_EVENT
     except GatewayError as exc:
-        if on_error is not None:
-            on_error(exc)
-        tail = error_event(redactor.text(exc.message), exc.error_type, exc.status)
+        record_failure(ctx.scope, exc, None)
+        tail = error_event(ctx.table.redactor.text(exc.message), exc.error_type, exc.status)
     except asyncio.CancelledError:
         if task not in DRAINING.closing:
             raise  # the client went away (or the worker is being killed): nothing to send
@@ -138,6 +146,10 @@ async def relay_stream(
         DRAINING.streams.discard(task)
         await _close(stream)
     await send({"type": "http.response.body", "body": tail, "more_body": False})
+
+
+def _grant_headers(ctx: RequestContext) -> list[tuple[bytes, bytes]]:
+    return [header for grant in ctx.grants for header in grant.headers]
 
 
 async def _close(stream: AsyncIterator[list[Chunk]]) -> None:
