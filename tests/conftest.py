@@ -29,6 +29,7 @@ class GatewayProcess:
         self, config_path: Path, workers: int, env: dict[str, str] | None, extra_args: list[str]
     ) -> None:
         self.config_path = config_path
+        self.workers = workers
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = config_path.with_suffix(f".{self.port}.log")
@@ -46,12 +47,18 @@ class GatewayProcess:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"gateway exited with {self.proc.returncode}:\n{self.log()}")
             try:
-                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
+                # every worker started: a worker stopped while still starting can miss the signal
+                # and be killed only after the drain timeout, which slows every test's teardown
+                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200 and self._all_started():
                     return self
             except httpx.HTTPError:
                 pass
             time.sleep(0.1)
         raise RuntimeError(f"gateway did not become ready:\n{self.log()}")
+
+    def _all_started(self) -> bool:
+        self._log.flush()
+        return self.log_path.read_bytes().count(b"Started worker-") >= self.workers
 
     def log(self) -> str:
         self._log.flush()

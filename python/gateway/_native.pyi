@@ -281,3 +281,46 @@ class SharedConcurrency:
         """`(entered, in flight)`; a refusal takes nothing."""
 
     def leave(self) -> None: ...
+
+# -- expiring counters shared by the worker processes of one instance (budgets) ---------------
+
+class CounterTableError(NativeError):
+    """The shared counter table cannot serve: full, locked, or not a valid table file."""
+
+@final
+class SharedCounters:
+    """A memory-mapped table of expiring i64 counters (rust/src/counters/table.rs).
+
+    Every worker mapping the same file shares every counter; an addition is an atomic
+    `fetch_add`, so concurrent workers never lose one. Counters are found by two keyed
+    SipHashes of their key (128 bits); a slot whose `expires_at` has passed is reused. Calls
+    release the GIL.
+    """
+
+    @staticmethod
+    def create(path: str, slots: int = 65536) -> SharedCounters:
+        """Create the file (which must not exist, mode 0600) and map it. Slots: a power of two,
+        at least 64."""
+
+    @staticmethod
+    def open(path: str) -> SharedCounters:
+        """Map a file made by `create`; `CounterTableError` if it is not one."""
+
+    @staticmethod
+    def private(slots: int = 65536) -> SharedCounters:
+        """A table visible to this process only."""
+
+    @property
+    def path(self) -> str | None: ...
+    @property
+    def slots(self) -> int: ...
+    def occupancy(self) -> int:
+        """Slots holding a counter, live or expired."""
+
+    def totals(self, keys: list[str], now: int) -> list[int]:
+        """The total of each key at `now` (unix seconds): 0 if absent or expired."""
+
+    def add(self, items: list[tuple[str, int]], amount: int, now: int) -> list[int]:
+        """Add `amount` to each `(key, expires_at)` and return the new totals; an item whose
+        `expires_at <= now` counts nothing (total 0); `expires_at` only moves later.
+        `CounterTableError` (and nothing added) if a new counter finds no free slot."""

@@ -60,7 +60,12 @@ def start(args: argparse.Namespace) -> int:
         os.environ["GATEWAY_MAX_REQUEST_BYTES"] = str(args.max_request_bytes)
     if args.drain_seconds is not None:
         os.environ["GATEWAY_DRAIN_SECONDS"] = repr(args.drain_seconds)
-    if not _settings_ok():
+    if args.access_log is not None:
+        log = args.access_log
+        if log not in ("", "-"):  # a file path made absolute, whatever directory a worker is in
+            log = os.path.abspath(os.path.expanduser(log))
+        os.environ["GATEWAY_ACCESS_LOG"] = log
+    if not _settings_ok() or not _access_log_writable(settings().access_log):
         return 2
     tls = _tls(args)
     if tls is False:
@@ -77,6 +82,19 @@ def start(args: argparse.Namespace) -> int:
 
     serve(path, args.host, args.port, args.workers, args.log_level, config_text=config.text, tls=tls)
     return 0
+
+
+def _access_log_writable(path: str) -> bool:
+    """The access log file can be appended to (created 0600 if new); False (reason printed)."""
+    if not path or path == "-":
+        return True
+    try:
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+        os.close(os.open(os.path.expanduser(path), flags, 0o600))
+    except OSError as exc:
+        print(f"Error: cannot write the access log {path}: {exc.strerror or exc}", file=sys.stderr)
+        return False
+    return True
 
 
 def _database_ready(url: str) -> bool:
@@ -134,6 +152,13 @@ def keys(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def usage(args: argparse.Namespace) -> int:
+    """`gateway usage`: the usage API's table from the database (gateway/usage/query.py)."""
+    from gateway.usage.query import run
+
+    return run(args)
+
+
 def _seconds(value: str) -> float:
     try:
         seconds = float(value)
@@ -185,6 +210,12 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         help="password of an encrypted --ssl-keyfile (env: GATEWAY_SSL_KEYFILE_PASSWORD, which keeps it "
         "out of the process list)",
     )
+    start_cmd.add_argument(
+        "--access-log",
+        metavar="PATH",
+        help="one JSON line per request to this file (appended), or - for stdout "
+        "(env: GATEWAY_ACCESS_LOG; default: none)",
+    )
     start_cmd.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     start_cmd.set_defaults(func=start)
 
@@ -205,6 +236,15 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         from gateway.store.commands import add_arguments as add_keys_arguments
 
         add_keys_arguments(keys_cmd)
+
+    usage_cmd = commands.add_parser(
+        "usage", help="Requests, tokens and cost per key, team, endpoint, model or day"
+    )
+    usage_cmd.set_defaults(func=usage)
+    if command == "usage":  # its flags (and SQLAlchemy) load only for it
+        from gateway.usage.query import add_arguments as add_usage_arguments
+
+        add_usage_arguments(usage_cmd)
 
     bench_cmd = commands.add_parser("bench", help="Load-test a gateway or provider URL")
     mock_cmd = commands.add_parser("mock-upstream", help="Serve a fast mock OpenAI / Anthropic upstream")

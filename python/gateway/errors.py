@@ -11,6 +11,7 @@
     ├── PayloadTooLarge           413
     ├── InvalidParameter          422, a parameter the provider cannot take (MLflow's messages)
     ├── RateLimited               429, {"error": "Rate limit exceeded: ..."} + Retry-After, RateLimit-*
+    ├── BudgetExceeded            429, a budget spent: names it and when it resets + Retry-After
     ├── LimitsUnavailable         503, rate-limit storage down and limits_failure_mode: closed
     ├── DatabaseUnavailable       503, the key database unreachable (admin API, start-up)
     ├── NotImplementedByProvider  501
@@ -54,15 +55,70 @@ class GatewayError(Exception):
     def headers(self) -> list[tuple[bytes, bytes]]:
         return []
 
-    def body(self, openai_style: bool = False) -> bytes:
-        """MLflow's {"detail": ...} envelope; OpenAI routes also carry an "error" object
-        so the openai SDK surfaces the message, type and code."""
-        if openai_style:
+    def body(self, style: ApiStyle | bool = False) -> bytes:
+        """MLflow's {"detail": ...} envelope; OpenAI routes also carry an "error" object so the
+        openai SDK surfaces the message, type and code; Anthropic and Gemini routes get their
+        APIs' own error objects, so each SDK raises its own typed error."""
+        style = api_style(style)
+        if style == OPENAI:
             return orjson.dumps({"detail": self.detail, "error": self.openai_error()})
+        if style == ANTHROPIC:
+            return orjson.dumps({"type": "error", "error": self.anthropic_error()})
+        if style == GEMINI:
+            return orjson.dumps({"error": self.gemini_error()})
         return orjson.dumps({"detail": self.detail})
 
     def openai_error(self) -> dict[str, Any]:
         return {"message": self.message, "type": self.error_type, "code": self.status}
+
+    def anthropic_error(self) -> dict[str, Any]:
+        return {"type": ANTHROPIC_TYPES.get(self.status, "api_error"), "message": self.message}
+
+    def gemini_error(self) -> dict[str, Any]:
+        return {
+            "code": self.status,
+            "message": self.message,
+            "status": GEMINI_STATUSES.get(self.status, "INTERNAL"),
+        }
+
+
+# the API styles errors render in: each route family's clients expect their API's error shape
+ApiStyle = str
+MLFLOW, OPENAI, ANTHROPIC, GEMINI = "mlflow", "openai", "anthropic", "gemini"
+ANTHROPIC_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    408: "timeout_error",
+    413: "request_too_large",
+    422: "invalid_request_error",
+    429: "rate_limit_error",
+    503: "overloaded_error",
+    504: "timeout_error",
+    529: "overloaded_error",
+}
+GEMINI_STATUSES = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    408: "DEADLINE_EXCEEDED",
+    409: "ABORTED",
+    413: "INVALID_ARGUMENT",
+    422: "INVALID_ARGUMENT",
+    429: "RESOURCE_EXHAUSTED",
+    501: "UNIMPLEMENTED",
+    503: "UNAVAILABLE",
+    504: "DEADLINE_EXCEEDED",
+}
+
+
+def api_style(style: ApiStyle | bool) -> ApiStyle:
+    """`True`/`False` (the OpenAI routes or not) as well as a style name."""
+    if isinstance(style, bool):
+        return OPENAI if style else MLFLOW
+    return style
 
 
 class RequestValidationError(GatewayError):
@@ -80,12 +136,15 @@ class RequestValidationError(GatewayError):
             parts.append(f"{loc}: {err.get('msg')}")
         return "; ".join(parts)
 
-    def body(self, openai_style: bool = False) -> bytes:
+    def body(self, style: ApiStyle | bool = False) -> bytes:
         """Rendered as FastAPI's JSONResponse renders it (json.dumps, compact, UTF-8), so an
         echoed `input` such as 1e+300 matches byte for byte. What FastAPI cannot render (NaN,
         a lone surrogate: its 500) comes out as null or a \\u escape instead."""
+        style = api_style(style)
+        if style in (ANTHROPIC, GEMINI):
+            return super().body(style)
         content: dict[str, Any] = {"detail": self.detail}
-        if openai_style:
+        if style == OPENAI:
             content["error"] = self.openai_error()
         try:
             return json.dumps(content, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
@@ -180,11 +239,28 @@ class RateLimited(GatewayError):
     def headers(self) -> list[tuple[bytes, bytes]]:
         return [(b"retry-after", str(max(1, int(self.retry_after + 0.999))).encode()), *self.extra]
 
-    def body(self, openai_style: bool = False) -> bytes:
-        # MLflow's body; /v1 (which MLflow never limits) gets the OpenAI error object instead
-        if openai_style:
-            return super().body(openai_style)
+    def body(self, style: ApiStyle | bool = False) -> bytes:
+        # MLflow's body; /v1 (which MLflow never limits) and the other APIs get their own
+        if api_style(style) != MLFLOW:
+            return super().body(style)
         return orjson.dumps({"error": self.detail})
+
+
+class BudgetExceeded(GatewayError):
+    """A budget whose settled spend has reached its amount: the message names the budget and
+    when it resets; Retry-After is the seconds until then. `budget` names it in the usage
+    record."""
+
+    status = 429
+    error_type = "budget_exceeded"
+
+    def __init__(self, message: str, budget: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.budget = budget
+        self.retry_after = retry_after
+
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        return [(b"retry-after", str(max(1, math.ceil(self.retry_after))).encode())]
 
 
 class LimitsUnavailable(GatewayError):

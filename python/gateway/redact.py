@@ -27,6 +27,7 @@ KEY_SHAPES = (
     r"\bAIza[0-9A-Za-z_\-]{30,}",  # Google API keys
     r"\bdapi[0-9a-f]{32}\b",  # Databricks personal access tokens
     r"\bABSK[A-Za-z0-9+/=]{20,}",  # Bedrock API keys
+    r"\bgw-[A-Za-z0-9_\-]{20,}",  # this gateway's consumer keys
     r"\b(?i:bearer)\s+[A-Za-z0-9._~+/=\-]{12,}",  # any bearer credential
 )
 SHORTEST_SECRET = 8  # shorter values would mask ordinary words (names, placeholders)

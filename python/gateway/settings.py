@@ -68,6 +68,11 @@ class Settings:
     ssl_certfile: str = ""  # GATEWAY_SSL_CERTFILE: the certificate chain, leaf first
     ssl_keyfile: str = ""  # GATEWAY_SSL_KEYFILE: its private key
     ssl_keyfile_password: str = ""  # GATEWAY_SSL_KEYFILE_PASSWORD: for an encrypted key
+    # observability: the access log's file, "-" for stdout, empty: none (gateway start
+    # --access-log); whether GET /metrics asks for a gateway key like the other non-invocation
+    # routes (1) or only applies the IP lists (0: Prometheus scrapers without a key)
+    access_log: str = ""  # GATEWAY_ACCESS_LOG
+    metrics_require_key: int = 1  # GATEWAY_METRICS_REQUIRE_KEY
 
 
 # setting name -> the environment variable it is read from
@@ -100,6 +105,8 @@ ENVIRONMENT: dict[str, str] = {
     "ssl_certfile": "GATEWAY_SSL_CERTFILE",
     "ssl_keyfile": "GATEWAY_SSL_KEYFILE",
     "ssl_keyfile_password": "GATEWAY_SSL_KEYFILE_PASSWORD",
+    "access_log": "GATEWAY_ACCESS_LOG",
+    "metrics_require_key": "GATEWAY_METRICS_REQUIRE_KEY",
 }
 
 

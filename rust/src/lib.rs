@@ -5,6 +5,7 @@
 
 use pyo3::prelude::*;
 
+pub mod counters;
 pub mod errors;
 pub mod eventstream;
 pub mod jsonscan;
@@ -27,5 +28,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     sse::py::register(m)?;
     scaling::py::register(m)?;
     ratelimit::py::register(m)?;
+    counters::py::register(m)?;
     Ok(())
 }

@@ -93,6 +93,7 @@ RECORD_FIELDS = {
     "endpoints",
     "expires_at",
     "limit",
+    "budget",
     "metadata",
     "prefix",
     "status",

@@ -312,16 +312,23 @@ def _tables(url: str) -> set[str]:
 
 
 def test_migrations_are_idempotent(db_url: str) -> None:
-    assert head_revision() == "0001"
-    assert migrate(db_url) == "0001"
-    assert _tables(db_url) == {"consumer_keys", "gateway_revision", VERSION_TABLE}
+    assert head_revision() == "0004"
+    assert migrate(db_url) == "0004"
+    assert _tables(db_url) == {
+        "consumer_keys",
+        "gateway_revision",
+        "usage_records",
+        "team_budgets",
+        "response_states",
+        VERSION_TABLE,
+    }
     store = KeyStore(db_url)
     record, _ = store.create("survives")
-    assert migrate(db_url) == "0001"
-    assert migrate(db_url) == "0001"
+    assert migrate(db_url) == "0004"
+    assert migrate(db_url) == "0004"
     assert store.get(record.id) == record
     with engine_for(db_url).connect() as connection:
-        assert connection.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).all() == [("0001",)]
+        assert connection.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).all() == [("0004",)]
         assert connection.execute(sa.text("SELECT id, revision FROM gateway_revision")).all() == [(1, 1)]
     indexes = {index["name"]: index for index in sa.inspect(engine_for(db_url)).get_indexes("consumer_keys")}
     assert indexes["ix_consumer_keys_key_hash"]["unique"]
@@ -355,9 +362,9 @@ def test_concurrent_migrations(db_url: str) -> None:
     outputs = [process.communicate(timeout=60) for process in processes]
     for process, (out, err) in zip(processes, outputs, strict=True):
         assert process.returncode == 0, err
-        assert out.strip() == "0001"
+        assert out.strip() == "0004"
     with engine_for(db_url).connect() as connection:
-        assert connection.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).all() == [("0001",)]
+        assert connection.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).all() == [("0004",)]
         assert connection.execute(sa.text("SELECT id, revision FROM gateway_revision")).all() == [(1, 0)]
     assert KeyStore(db_url).create("works")[0].revision == 1
 

@@ -99,7 +99,7 @@ def refused(verifier: JwtVerifier, credential: str, error: type[Exception] = Una
         verify(verifier, credential)
     exc = caught.value
     assert isinstance(exc, Unauthorized | Forbidden)
-    rendered = f"{exc} {exc.message} {exc.body().decode()} {exc.body(openai_style=True).decode()}"
+    rendered = f"{exc} {exc.message} {exc.body().decode()} {exc.body('openai').decode()}"
     assert credential not in rendered
     for segment in credential.split("."):
         if len(segment) >= 8:

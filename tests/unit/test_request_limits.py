@@ -73,7 +73,7 @@ def test_a_body_that_never_comes_times_out_after_the_grace_period(env):
     assert error.message.endswith(
         "A request body must arrive within 300 s, and at 1024 bytes/s or faster after the first 0.05 s."
     )
-    body = orjson.loads(error.body(openai_style=True))
+    body = orjson.loads(error.body("openai"))
     assert body["error"] == {"message": error.message, "type": "timeout", "code": 408}
     assert orjson.loads(error.body()) == {"detail": error.message}
 

@@ -7,13 +7,16 @@ from typing import Any
 
 import msgspec
 
+from gateway.config.aliases import parse_aliases
 from gateway.config.limits import parse_limit
 from gateway.config.model import EndpointConfig
+from gateway.config.resilience import parse_resilience
 from gateway.errors import ConfigError
 from gateway.providers import ALLOWED_ALIASES, canonical_name, is_plugin, provider_class
 from gateway.providers.base import Provider
 from gateway.secrets import resolve_secret
 from gateway.types import ENDPOINT_TYPES, EndpointType
+from gateway.usage.pricing import parse_pricing
 
 NAME_PATTERN = re.compile(r"^[a-zA-Z0-9_\-\.]+$")
 
@@ -72,6 +75,9 @@ def _parse_endpoint(item: Any, allowed_providers: str) -> EndpointConfig:
         provider_config=config,
         limit=parse_limit(item.get("limit")),
         unavailable=unavailable,
+        aliases=parse_aliases(item.get("aliases")),
+        resilience=parse_resilience(item),  # retries, timeouts, circuit_breaker, health_check
+        pricing=parse_pricing(model.get("pricing")),
     )
 
 

@@ -13,7 +13,9 @@ from typing import Any
 
 import yaml
 
+from gateway.config.aliases import check_aliases
 from gateway.config.auth import parse_auth, parse_database_url
+from gateway.config.budgets import parse_budgets
 from gateway.config.endpoints import parse_endpoint
 from gateway.config.files import MAX_YAML_DEPTH, load_yaml, read_config_text
 from gateway.config.model import GatewayConfig
@@ -61,6 +63,7 @@ def parse_config(text: str, path: str = "<config>", env: Settings | None = None)
     by_name = {e.name: e for e in endpoints}
     for route in routes:
         check_route(route, by_name)
+    check_aliases([*((e.name, e.aliases) for e in endpoints), *((r.name, ()) for r in routes)])
     storage, failure_mode = _limits_storage(raw, env)
     auth = parse_auth(raw.get("auth"))
     return GatewayConfig(
@@ -77,7 +80,15 @@ def parse_config(text: str, path: str = "<config>", env: Settings | None = None)
         ),
         auth=auth,
         database_url=parse_database_url(raw.get("database_url"), env, auth),
+        log_payloads=_log_payloads(raw.get("log_payloads", False)),
+        budgets=parse_budgets(raw),
     )
+
+
+def _log_payloads(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError("log_payloads: Input should be a valid boolean (true or false)")
+    return value
 
 
 STORAGE_ENV = "MLFLOW_GATEWAY_RATE_LIMITS_STORAGE_URI"

@@ -8,7 +8,10 @@ from typing import Any
 
 import msgspec
 
+from gateway.budgets.policy import BudgetsConfig
+from gateway.config.resilience import BreakerConfig, Resilience
 from gateway.types import EndpointType
+from gateway.usage.pricing import Price
 
 
 class JwtConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -62,19 +65,29 @@ class EndpointConfig(msgspec.Struct, frozen=True):
     limit: LimitConfig | None
     # set when the endpoint loads but cannot be served: what every call answers (501)
     unavailable: str | None = None
+    # other model names (exact, or glob patterns) that reach this endpoint (config/aliases.py)
+    aliases: tuple[str, ...] = ()
+    # retries, timeouts, circuit breaker, health check (config/resilience.py); None: none
+    resilience: Resilience | None = None
+    # `model.pricing`: USD per million tokens, wins over the shipped price table
+    pricing: Price | None = None
 
 
 class Destination(msgspec.Struct, frozen=True):
     name: str
-    traffic_percentage: int
+    traffic_percentage: int = 0  # TRAFFIC_SPLIT only
+    tier: int = 0  # FALLBACK: tried in tier order; defaults to the position in the list
+    weight: int = 1  # FALLBACK: share within its tier (balance: weighted)
 
 
 class RouteConfig(msgspec.Struct, frozen=True):
     name: str
     task_type: EndpointType
     destinations: tuple[Destination, ...]
-    routing_strategy: str = "TRAFFIC_SPLIT"
+    routing_strategy: str = "TRAFFIC_SPLIT"  # or "FALLBACK"
     limit: LimitConfig | None = None  # on top of each destination's own limit
+    balance: str = "weighted"  # FALLBACK, inside a tier: "weighted", "least_busy" or "latency"
+    circuit_breaker: BreakerConfig | None = None  # for destinations without their own
 
 
 class GatewayConfig(msgspec.Struct, frozen=True):
@@ -91,3 +104,7 @@ class GatewayConfig(msgspec.Struct, frozen=True):
     # where consumer keys live: SQLAlchemy URL (SQLite by default, PostgreSQL for several hosts);
     # None when nothing needs a database (no admin key, keys not required)
     database_url: str | None = None
+    # the access log carries each request's messages/prompt and the answer text (off: never)
+    log_payloads: bool = False
+    # USD budgets: global, teams, each endpoint's and route's, alerts (config/budgets.py)
+    budgets: BudgetsConfig = BudgetsConfig()

@@ -9,6 +9,17 @@ from gateway.pipeline.context import RequestContext
 
 
 def authorize(ctx: RequestContext, name: str) -> None:
+    """`name` is the name asked for. An alias is authorized as the endpoint it reaches: allow
+    lists name endpoints and routes, so an alias pattern never widens them."""
     consumer = ctx.consumer
-    if consumer is not None and consumer.endpoints and not allows(consumer.endpoints, name):
+    if consumer is None or not consumer.endpoints:
+        return
+    table = ctx.table
+    if name not in table.invocable and table.aliases:
+        owner = table.aliases.lookup(name)
+        if owner is not None:
+            if not allows(consumer.endpoints, owner):
+                raise not_allowed(name)
+            return
+    if not allows(consumer.endpoints, name):
         raise not_allowed(name)

@@ -3,10 +3,14 @@ opened here (errors before its first event keep their status) and relayed by `re
 
 from __future__ import annotations
 
+import time
+
 from gateway.pipeline.context import RequestContext
 from gateway.providers.prompts import invoke_each, prepare_prompt
+from gateway.routing.attempts import invoke_routed, open_routed
 from gateway.schemas.responses import Response
 from gateway.types import EMBEDDINGS
+from gateway.usage.tokens import answer_text_length, tokens_from
 
 
 def plan(ctx: RequestContext) -> None:
@@ -18,21 +22,42 @@ def plan(ctx: RequestContext) -> None:
 
 
 async def invoke(ctx: RequestContext) -> Response:
-    provider = ctx.target.provider if ctx.target is not None else None
-    assert provider is not None and ctx.kind is not None
-    if ctx.prompts is not None:
-        response = await invoke_each(provider, ctx.payload, ctx.prompts)
+    target = ctx.target
+    assert target is not None and ctx.kind is not None
+    if target.router is not None:
+        # retries, breaker, fallback: the attempt loop sums every attempt's wait itself
+        response = await invoke_routed(ctx, target.router)
     else:
-        response = await provider.invoke(ctx.kind, ctx.payload)
+        provider = target.provider
+        ctx.attempts = 1
+        asked = time.perf_counter()
+        try:
+            if ctx.prompts is not None:
+                response = await invoke_each(provider, ctx.payload, ctx.prompts)
+            else:
+                response = await provider.invoke(ctx.kind, ctx.payload)
+        finally:
+            ctx.upstream_seconds += time.perf_counter() - asked
+    ctx.usage = response.usage
+    if tokens_from(response.usage) is None:
+        ctx.answer_chars = answer_text_length(response)
     for grant in ctx.grants:
         grant.meter.response(response)
     return response
 
 
 async def open_stream(ctx: RequestContext) -> None:
-    provider = ctx.target.provider if ctx.target is not None else None
-    assert provider is not None and ctx.kind is not None
-    stream = await provider.open_stream(ctx.kind, ctx.payload)
+    target = ctx.target
+    assert target is not None and ctx.kind is not None
+    if target.router is not None:
+        stream = await open_routed(ctx, target.router)  # tried again only until its headers
+    else:
+        ctx.attempts = 1
+        asked = time.perf_counter()
+        try:
+            stream = await target.provider.open_stream(ctx.kind, ctx.payload)
+        finally:
+            ctx.upstream_seconds += time.perf_counter() - asked
     for grant in ctx.grants:
         stream = grant.meter.watch(stream)
     ctx.stream = stream

@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from gateway.errors import GatewayError
-from gateway.pipeline.context import RequestContext
+from gateway.pipeline.context import RequestContext, StreamTally
 from gateway.pipeline.record import record_failure
 from gateway.proxy.openai_contract import openai_response, openai_stream_contract, wants_usage
 from gateway.proxy.streaming import DONE_EVENT, encode_chunks, error_event
@@ -112,26 +112,30 @@ def watch_stop_signals(drain_seconds: Callable[[], float]) -> None:
 async def relay_response(ctx: RequestContext, response: Response) -> None:
     if ctx.openai_route:
         response = openai_response(response)
-    await send_json(ctx.send, 200, response, _grant_headers(ctx) or None)
+    ctx.status = 200
+    await send_json(ctx.send, 200, response, ctx.answer_headers())
 
 
 async def relay_stream(ctx: RequestContext) -> None:
     """The stream, shaped to OpenAI's contract, to the client: headers once the upstream has
     accepted it; a failure after that an error event (redacted), then the end."""
     assert ctx.stream is not None
-    stream = openai_stream_contract(ctx.stream, wants_usage(ctx.payload), ctx.openai_route)
+    ctx.tally = StreamTally()
+    stream = openai_stream_contract(ctx.stream, wants_usage(ctx.payload), ctx.openai_route, ctx.tally)
     send = ctx.send
     task = asyncio.current_task()
     assert task is not None
     DRAINING.streams.add(task)
+    ctx.status = 200
     await send(
-        {"type": "http.response.start", "status": 200, "headers": [*SSE_HEADERS, *_grant_headers(ctx)]}
+        {"type": "http.response.start", "status": 200, "headers": [*SSE_HEADERS, *ctx.answer_headers()]}
     )
     try:
         async for batch in stream:
             await send({"type": "http.response.body", "body": encode_chunks(batch), "more_body": True})
         tail = DONE_EVENT
     except GatewayError as exc:
+        ctx.error = exc
         record_failure(ctx.scope, exc, None)
         tail = error_event(ctx.table.redactor.text(exc.message), exc.error_type, exc.status)
     except asyncio.CancelledError:
@@ -146,10 +150,6 @@ async def relay_stream(ctx: RequestContext) -> None:
         DRAINING.streams.discard(task)
         await _close(stream)
     await send({"type": "http.response.body", "body": tail, "more_body": False})
-
-
-def _grant_headers(ctx: RequestContext) -> list[tuple[bytes, bytes]]:
-    return [header for grant in ctx.grants for header in grant.headers]
 
 
 async def _close(stream: AsyncIterator[list[Chunk]]) -> None:

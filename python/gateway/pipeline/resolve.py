@@ -7,9 +7,14 @@ is read, so an unknown name is a 404 whatever the body; the OpenAI routes name i
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from gateway.errors import BadRequest, NotFound, RequestValidationError
 from gateway.pipeline.context import RequestContext
 from gateway.types import CHAT, COMPLETIONS, EMBEDDINGS, EndpointType
+
+if TYPE_CHECKING:
+    from gateway.control.table import Target
 
 KIND_WORD = {CHAT: "a chat", COMPLETIONS: "a completions", EMBEDDINGS: "an embeddings"}
 
@@ -20,6 +25,7 @@ def resolve_name(ctx: RequestContext, name: str) -> EndpointType:
     if target is None:
         raise NotFound("Not Found")
     ctx.target = target
+    ctx.asked = name
     return target.endpoint_type
 
 
@@ -31,6 +37,15 @@ def resolve_model(ctx: RequestContext, kind: EndpointType) -> str:
         raise RequestValidationError(
             [{"type": "missing", "loc": ["body", "model"], "msg": "Field required", "input": ctx.payload}]
         )
+    target = resolve_asked(ctx, name)
+    if target.endpoint_type != kind:
+        raise BadRequest(f"Endpoint '{name}' is not {KIND_WORD[kind]} endpoint.")
+    ctx.payload["model"] = None  # the endpoint's configured model applies
+    return name
+
+
+def resolve_asked(ctx: RequestContext, name: str) -> Target:
+    """The endpoint a model name in a body reaches (its own name, a route's, an alias)."""
     target = ctx.table.resolve(name)
     if target is None:
         raise NotFound(
@@ -38,7 +53,5 @@ def resolve_model(ctx: RequestContext, kind: EndpointType) -> str:
             "GET /v1/models lists them."
         )
     ctx.target = target
-    if target.endpoint_type != kind:
-        raise BadRequest(f"Endpoint '{name}' is not {KIND_WORD[kind]} endpoint.")
-    ctx.payload["model"] = None  # the endpoint's configured model applies
-    return name
+    ctx.asked = name
+    return target

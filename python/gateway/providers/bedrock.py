@@ -225,6 +225,13 @@ def merge_choices(answers: list[Response]) -> Response:
     for key in ("prompt_tokens", "completion_tokens", "total_tokens"):
         counts = [a.usage.get(key) for a in answers if a.usage.get(key) is not None]
         first.usage[key] = sum(counts) if counts else None
+    # the cache counts too, or every call after the first would be priced as fresh input
+    writes = [a.usage.get("cache_creation_input_tokens") or 0 for a in answers]
+    if any(writes):
+        first.usage["cache_creation_input_tokens"] = sum(writes)
+    reads = [(a.usage.get("prompt_tokens_details") or {}).get("cached_tokens") for a in answers]
+    if any(read is not None for read in reads):
+        first.usage["prompt_tokens_details"] = {"cached_tokens": sum(read or 0 for read in reads)}
     return first
 
 

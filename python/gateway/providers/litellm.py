@@ -13,8 +13,8 @@ MLflow does.
 Per call the kwargs are the client's payload (nulls dropped) with the model first, then the auth
 config on top. A request that sets `api_base`, `base_url`, `model_list`, `fallbacks` or
 `custom_llm_provider` is refused with 400: the destination is the configuration's to choose.
-Chat uses `litellm.acompletion` (streams with `stream_options.include_usage` added unless the
-client set it, so usage reaches the limits and the client when asked), embeddings
+Chat uses `litellm.acompletion` (streams always with `stream_options.include_usage`, so usage
+reaches the limits and the usage record; the client sees the usage chunk when it asked), embeddings
 `litellm.aembedding`; completions answer MLflow's 501. LiteLLM's errors keep the status LiteLLM
 gives them (`status_code`, e.g. 401, 429); its timeouts are 504, anything else 502, and the
 configured secrets are masked in every message. The gateway's route timeout bounds each call
@@ -50,6 +50,7 @@ from gateway.errors import (
     UpstreamUnavailable,
 )
 from gateway.providers.base import MODEL_NOT_PERMITTED, Provider, ProviderConfig
+from gateway.providers.openai_shapes import with_usage
 from gateway.schemas.responses import (
     ChatChoice,
     ChatChunk,
@@ -168,9 +169,7 @@ class LiteLLMProvider(Provider):
             return await super().open_stream(kind, payload)
         litellm, kwargs = self._prepare(kind, payload)
         kwargs["stream"] = True
-        options = kwargs.get("stream_options")
-        if not isinstance(options, dict) or "include_usage" not in options:
-            kwargs["stream_options"] = {**(options or {}), "include_usage": True}
+        kwargs["stream_options"] = with_usage(kwargs.get("stream_options"))
         # errors LiteLLM knows before the first chunk (auth, rate limits, ...) are raised here
         stream = await self._call(litellm.acompletion, kwargs)
         return self._relay(stream)

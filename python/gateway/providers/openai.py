@@ -12,6 +12,7 @@ from gateway.providers.openai_shapes import (
     completions_chunk,
     completions_response,
     embeddings_response,
+    with_usage,
 )
 from gateway.schemas.responses import Chunk, Response
 from gateway.types import CHAT, COMPLETIONS, EMBEDDINGS, EndpointType, Payload
@@ -85,9 +86,7 @@ class OpenAIProvider(HttpProvider):
     def build_request(self, kind: EndpointType, payload: Payload, stream: bool) -> UpstreamRequest:
         body = payload if self.api_type != "openai" else {"model": self.model, **payload}
         if stream:
-            options = body.get("stream_options")
-            if not isinstance(options, dict) or "include_usage" not in options:
-                body["stream_options"] = {**(options or {}), "include_usage": True}
+            body["stream_options"] = with_usage(body.get("stream_options"))
         return UpstreamRequest(self.urls[kind], self.headers, body)
 
     def parse_response(self, kind: EndpointType, data: Payload) -> Response:

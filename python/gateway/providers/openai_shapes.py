@@ -24,6 +24,13 @@ from gateway.schemas.responses import (
 from gateway.types import Payload
 
 
+def with_usage(options: Any) -> Payload:
+    """`stream_options` as sent upstream: usage always asked for, whatever the client said, so
+    every stream's usage record has the provider's counts (proxy/openai_contract.py still shows
+    the usage-only chunk only to a client that asked for it)."""
+    return {**(options if isinstance(options, dict) else {}), "include_usage": True}
+
+
 def chat_usage(usage: Any) -> Payload:
     """prompt/completion/total first, upstream extras kept, a null prompt_tokens_details omitted."""
     if not isinstance(usage, dict):

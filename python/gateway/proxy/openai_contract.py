@@ -52,9 +52,11 @@ def _new_id(item: Response | Chunk) -> str:
 
 
 async def openai_stream_contract(
-    stream: AsyncIterator[list[Chunk]], include_usage: bool, openai_route: bool = False
+    stream: AsyncIterator[list[Chunk]], include_usage: bool, openai_route: bool = False, tally: Any = None
 ) -> AsyncIterator[list[Chunk]]:
-    shaper = _Shaper(include_usage, openai_route)
+    """`tally` (optional) learns the last usage reported (`.usage`) and the length of the text
+    delivered (`.chars`), for the request's usage record."""
+    shaper = _Shaper(include_usage, openai_route, tally)
     try:
         async for batch in stream:
             out = shaper.feed(batch)
@@ -74,9 +76,10 @@ async def openai_stream_contract(
 
 
 class _Shaper:
-    __slots__ = ("held", "include_usage", "last", "openai_route", "stream_id", "usage", "usage_only")
+    __slots__ = ("held", "include_usage", "last", "openai_route", "stream_id", "tally", "usage", "usage_only")
 
-    def __init__(self, include_usage: bool, openai_route: bool) -> None:
+    def __init__(self, include_usage: bool, openai_route: bool, tally: Any = None) -> None:
+        self.tally = tally
         self.include_usage = include_usage
         self.openai_route = openai_route
         self.stream_id: str | None = None  # given to chunks without an id, on the OpenAI routes
@@ -94,11 +97,15 @@ class _Shaper:
             if chunk.usage is not None:
                 self.usage = chunk.usage
                 chunk.usage = None
+                if self.tally is not None:
+                    self.tally.usage = self.usage
             if not chunk.choices:
                 self.usage_only = chunk
                 continue
             if isinstance(chunk, ChatChunk):
                 _drop_null_tool_call_fields(chunk)
+            if self.tally is not None:
+                self.tally.chars += _text_length(chunk)
             if self.held is not None:
                 out.append(self.held)
                 self.held = None
@@ -163,3 +170,12 @@ def _drop_null_tool_call_fields(chunk: ChatChunk) -> None:
                 for key in ("name", "arguments"):
                     if key in function and function[key] is None:
                         del function[key]
+
+
+def _text_length(chunk: Chunk) -> int:
+    total = 0
+    for choice in chunk.choices:
+        text = choice.delta.content if isinstance(chunk, ChatChunk) else choice.text  # type: ignore[union-attr]
+        if isinstance(text, str):
+            total += len(text)
+    return total

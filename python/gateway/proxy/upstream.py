@@ -24,6 +24,7 @@ import time
 import urllib.request
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager, suppress
+from contextvars import ContextVar
 from typing import Protocol
 from urllib.parse import urlsplit
 
@@ -40,6 +41,56 @@ Origin = tuple[str, str, int]
 # less behind. Never under steady traffic, at most once per QUIET_SECONDS.
 BURST = 32
 QUIET_SECONDS = 2.0
+
+
+class Deadlines:
+    """A routed endpoint's timeouts (`timeouts:`), in seconds, None for no bound of its own:
+    connect; request sent -> answer headers; silence inside a stream; a whole answer (and a
+    stream's headers); a stream's whole duration. What is not set keeps the route timeout's
+    role (MLFLOW_GATEWAY_ROUTE_TIMEOUT_SECONDS): a whole answer, a stream's headers, a stream's
+    silences."""
+
+    __slots__ = ("between_chunks", "connect", "first_byte", "stream_total", "total")
+
+    def __init__(
+        self,
+        connect: float | None,
+        first_byte: float | None,
+        between_chunks: float,
+        total: float,
+        stream_total: float | None,
+    ) -> None:
+        self.connect = connect
+        self.first_byte = first_byte
+        self.between_chunks = between_chunks
+        self.total = total
+        self.stream_total = stream_total
+
+
+class Exchange:
+    """What one attempt saw of its answer: the upstream's status once its headers arrived (None:
+    none arrived, so the request may be retried without it having been processed)."""
+
+    __slots__ = ("head_at", "status")
+
+    def __init__(self) -> None:
+        self.status: int | None = None
+        self.head_at = 0.0
+
+
+# set by the attempt loop (routing/attempts.py) around each attempt of a routed endpoint
+EXCHANGE: ContextVar[Exchange | None] = ContextVar("gateway_exchange", default=None)
+
+
+def _saw_head(status: int) -> None:
+    exchange = EXCHANGE.get()
+    if exchange is not None:
+        exchange.status = status
+        exchange.head_at = time.perf_counter()
+
+
+# set by observe/tracing.py when traces are on: adds the request's `traceparent` to the headers
+inject_trace: Callable[[dict[str, str]], dict[str, str]] | None = None
 
 
 class UpstreamResponse:
@@ -66,6 +117,7 @@ class UpstreamStream:
         label: str,
         timeout: float,
         limits: BodyLimits | None = None,
+        deadline: tuple[float, float] | None = None,
     ) -> None:
         self.status = status
         self.reason = reason
@@ -77,6 +129,7 @@ class UpstreamStream:
         self._timeout = timeout
         self._limits = limits or BodyLimits()
         self._released = False
+        self._deadline = deadline  # (loop time, total seconds) a stream must end by
 
     async def read_all(self) -> bytes:
         """The whole body (an error answer to a stream request), under the response cap."""
@@ -95,6 +148,10 @@ class UpstreamStream:
             self.release()
 
     async def iter_chunks(self) -> AsyncIterator[bytes]:
+        if self._deadline is not None:
+            async for chunk in self._iter_until_deadline(*self._deadline):
+                yield chunk
+            return
         chunks = self._chunks
         with _failures(self._label, self._timeout, "stopped sending for"):
             while True:
@@ -104,6 +161,32 @@ class UpstreamStream:
                     except StopAsyncIteration:
                         return
                 yield chunk
+
+    async def _iter_until_deadline(self, deadline: float, total: float) -> AsyncIterator[bytes]:
+        """`iter_chunks` for an endpoint with `timeouts.total_seconds`: the stream must also end
+        by its deadline."""
+        chunks = self._chunks
+        loop = asyncio.get_running_loop()
+        while True:
+            ends = min(loop.time() + self._timeout, deadline)
+            try:
+                async with asyncio.timeout_at(ends):
+                    chunk = await anext(chunks)
+            except StopAsyncIteration:
+                return
+            except TimeoutError:
+                if ends == deadline:
+                    raise UpstreamTimeout(
+                        f"{self._label} did not finish its stream within {total:g}s."
+                    ) from None
+                raise UpstreamTimeout(f"{self._label} stopped sending for {self._timeout:g}s.") from None
+            except GatewayError:
+                raise
+            except ResponseTooLarge as exc:
+                raise UpstreamUnavailable(f"{self._label} {exc}") from None
+            except (OSError, ProtocolError, aiohttp.ClientError) as exc:
+                raise UpstreamUnavailable(f"{self._label} could not be reached: {describe(exc)}") from None
+            yield chunk
 
     async def drain(self, seconds: float = 0.25, most: int = 65536) -> None:
         """Once the event stream has ended by its own marker (`data: [DONE]`), read what is left
@@ -136,6 +219,24 @@ class Transport(Protocol):
     async def stream(self, url: str, headers: dict[str, str], body: bytes, label: str) -> UpstreamStream: ...
 
 
+class TimedTransport:
+    """The client as seen by one routed endpoint: its own timeouts, and each answer's headers
+    reported to the attempt loop (`EXCHANGE`). Shares the client's pools."""
+
+    __slots__ = ("client", "deadlines", "timeout_seconds")
+
+    def __init__(self, client: UpstreamClient, deadlines: Deadlines) -> None:
+        self.client = client
+        self.deadlines = deadlines
+        self.timeout_seconds = deadlines.total
+
+    async def post(self, url: str, headers: dict[str, str], body: bytes, label: str) -> UpstreamResponse:
+        return await self.client.post(url, headers, body, label, self.deadlines)
+
+    async def stream(self, url: str, headers: dict[str, str], body: bytes, label: str) -> UpstreamStream:
+        return await self.client.stream(url, headers, body, label, self.deadlines)
+
+
 class UpstreamClient:
     def __init__(
         self, timeout_seconds: float, limits: BodyLimits | None = None, pool_size: int | None = None
@@ -156,42 +257,61 @@ class UpstreamClient:
         self._last_begin = 0.0
         self._trim_timer: asyncio.TimerHandle | None = None
 
-    async def post(self, url: str, headers: dict[str, str], body: bytes, label: str) -> UpstreamResponse:
+    async def post(
+        self, url: str, headers: dict[str, str], body: bytes, label: str, timed: Deadlines | None = None
+    ) -> UpstreamResponse:
+        if inject_trace is not None:
+            headers = inject_trace(headers)
         self._begin()
         try:
-            return await self._post(url, headers, body, label)
+            return await self._post(url, headers, body, label, timed)
         finally:
             self._end()
 
-    async def _post(self, url: str, headers: dict[str, str], body: bytes, label: str) -> UpstreamResponse:
-        with _failures(label, self.timeout_seconds, "did not answer within"):
-            async with asyncio.timeout(self.timeout_seconds):
+    async def _post(
+        self, url: str, headers: dict[str, str], body: bytes, label: str, timed: Deadlines | None = None
+    ) -> UpstreamResponse:
+        total = self.timeout_seconds if timed is None else timed.total
+        with _failures(label, total, "did not answer within"):
+            async with asyncio.timeout(total):
                 origin, head = self._target(url)
                 proxy = self.proxy_for_origin(origin)
                 if proxy is not None:
                     async with await self._aiohttp.open(url, headers, body, proxy, stream=False) as response:
+                        if timed is not None:
+                            _saw_head(response.status)
                         data = await AiohttpTransport.read_body(response, self.limits)
                         return UpstreamResponse(
                             response.status, response.reason or "", _lower(response.headers), data
                         )
                 conn, status = await self._exchange(
-                    origin, head, headers, body, self.limits.max_response_bytes
+                    origin, head, headers, body, self.limits.max_response_bytes, timed, label
                 )
+                if timed is not None:
+                    _saw_head(status.status)
                 try:
                     data = await conn.read_body()
                 finally:
                     self._pool.release(conn)
                 return UpstreamResponse(status.status, status.reason, status.headers, data)
 
-    async def stream(self, url: str, headers: dict[str, str], body: bytes, label: str) -> UpstreamStream:
+    async def stream(
+        self, url: str, headers: dict[str, str], body: bytes, label: str, timed: Deadlines | None = None
+    ) -> UpstreamStream:
+        if inject_trace is not None:
+            headers = inject_trace(headers)
         self._begin()
         try:
-            return await self._stream(url, headers, body, label)
+            return await self._stream(url, headers, body, label, timed)
         except BaseException:
             self._end()
             raise
 
-    async def _stream(self, url: str, headers: dict[str, str], body: bytes, label: str) -> UpstreamStream:
+    async def _stream(
+        self, url: str, headers: dict[str, str], body: bytes, label: str, timed: Deadlines | None = None
+    ) -> UpstreamStream:
+        if timed is not None:
+            return await self._timed_stream(url, headers, body, label, timed)
         with _failures(label, self.timeout_seconds, "did not answer within"):
             async with asyncio.timeout(self.timeout_seconds):
                 origin, head = self._target(url)
@@ -222,9 +342,59 @@ class UpstreamClient:
             self.limits,
         )
 
+    async def _timed_stream(
+        self, url: str, headers: dict[str, str], body: bytes, label: str, timed: Deadlines
+    ) -> UpstreamStream:
+        """`_stream` under an endpoint's own timeouts; the headers must arrive within both the
+        first-byte and the total timeout, the stream end within the total."""
+        loop = asyncio.get_running_loop()
+        until = timed.stream_total
+        deadline = (loop.time() + until, until) if until is not None else None
+        head_within = timed.total if until is None else min(timed.total, until)
+        with _failures(label, head_within, "did not answer within"):
+            async with asyncio.timeout(head_within):
+                origin, head = self._target(url)
+                proxy = self.proxy_for_origin(origin)
+                if proxy is not None:
+                    response = await self._aiohttp.open(url, headers, body, proxy, stream=True)
+                    _saw_head(response.status)
+                    return UpstreamStream(
+                        response.status,
+                        response.reason or "",
+                        _lower(response.headers),
+                        AiohttpTransport.chunks(response, self.limits),
+                        lambda: self._released(response.release),
+                        label,
+                        timed.between_chunks,
+                        self.limits,
+                        deadline,
+                    )
+                conn, status = await self._exchange(origin, head, headers, body, 0, timed, label)
+        _saw_head(status.status)
+        return UpstreamStream(
+            status.status,
+            status.reason,
+            status.headers,
+            conn.iter_body(STREAM_PIECE),
+            lambda: self._released(lambda: self._pool.release(conn)),
+            label,
+            timed.between_chunks,
+            self.limits,
+            deadline,
+        )
+
     async def _exchange(
-        self, origin: Origin, head: bytes, headers: dict[str, str], body: bytes, max_body: int = 0
+        self,
+        origin: Origin,
+        head: bytes,
+        headers: dict[str, str],
+        body: bytes,
+        max_body: int = 0,
+        timed: Deadlines | None = None,
+        label: str = "",
     ) -> tuple[Http1Connection, ResponseHead]:
+        if timed is not None and (timed.connect is not None or timed.first_byte is not None):
+            return await self._timed_exchange(origin, head, headers, body, max_body, timed, label)
         request = b"".join((head, _header_block(headers, len(body)), body))
         for attempt in (1, 2):
             conn, reused = await self._pool.acquire(origin, fresh=attempt == 2)
@@ -237,6 +407,42 @@ class UpstreamClient:
                 # byte of an answer the POST may have been processed (and billed): no retry.
                 if reused and not conn.answered and attempt == 1:
                     continue
+                raise
+            except BaseException:
+                conn.abort()
+                raise
+        raise AssertionError("unreachable")
+
+    async def _timed_exchange(
+        self,
+        origin: Origin,
+        head: bytes,
+        headers: dict[str, str],
+        body: bytes,
+        max_body: int,
+        timed: Deadlines,
+        label: str,
+    ) -> tuple[Http1Connection, ResponseHead]:
+        """`_exchange` with a connect timeout and a first-byte timeout (request sent -> headers)."""
+        request = b"".join((head, _header_block(headers, len(body)), body))
+        for attempt in (1, 2):
+            try:
+                async with asyncio.timeout(timed.connect):
+                    conn, reused = await self._pool.acquire(origin, fresh=attempt == 2)
+            except TimeoutError:
+                raise UpstreamTimeout(
+                    f"{label} could not be connected to within {timed.connect:g}s."
+                ) from None
+            try:
+                async with asyncio.timeout(timed.first_byte):
+                    return conn, await conn.send(request, max_body)
+            except TimeoutError:
+                conn.abort()
+                raise UpstreamTimeout(f"{label} did not answer within {timed.first_byte:g}s.") from None
+            except ProtocolError:
+                conn.abort()
+                if reused and not conn.answered and attempt == 1:
+                    continue  # a kept-alive connection the server had closed: see `_exchange`
                 raise
             except BaseException:
                 conn.abort()

@@ -1,13 +1,17 @@
 """The admin API: consumer keys over HTTP, for the holder of the admin key.
 
-    POST   /admin/v1/keys          {"name", "team"?, "endpoints"?, "expires_at"?, "limit"?, "metadata"?}
+    POST   /admin/v1/keys          {"name", "team"?, "endpoints"?, "expires_at"?, "limit"?, "budget"?,
+                                    "metadata"?}  (budget: {"usd": 50, "period": "day"})
                                    -> 201, the record and "key": the secret, shown in this answer only
     GET    /admin/v1/keys          ?page_size=1..1000&page_token=&team=&include_revoked=true
                                    -> {"keys": [...], "next_page_token": str | null}
     GET    /admin/v1/keys/{id}     -> the record
-    PATCH  /admin/v1/keys/{id}     any of name, team, endpoints, expires_at, limit, metadata
+    PATCH  /admin/v1/keys/{id}     any of name, team, endpoints, expires_at, limit, budget, metadata
                                    (null clears; metadata null is {}) -> the record
     DELETE /admin/v1/keys/{id}     revoke (idempotent) -> 200, the record
+    GET|PUT|DELETE /admin/v1/teams/{team}/budget   a team's budget (gateway/budgets/admin.py)
+    GET    /admin/v1/usage         ?group_by=key|team|endpoint|model|day&start=&end= -> {"usage": [...]}
+                                   (summed in SQL, see gateway/usage/query.py)
 
 Authorised only by `Authorization: Bearer <admin key>`, compared as SHA-256 digests in constant
 time. No or a wrong credential: 401; a consumer key (`gw-...`): 403; no admin key configured:
@@ -28,10 +32,11 @@ import logging
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 from gateway.errors import (
+    OPENAI,
     BadRequest,
     Forbidden,
     GatewayError,
@@ -55,9 +60,13 @@ from gateway.store.keys import (
 )
 from gateway.types import Receive, Scope, Send
 
+if TYPE_CHECKING:
+    from gateway.budgets.teams import TeamBudgets
+
 logger = logging.getLogger("gateway.admin")
 ADMIN_PREFIX = "/admin/"
 KEYS_PATH = "/admin/v1/keys"
+USAGE_PATH = "/admin/v1/usage"
 MAX_ADMIN_BODY = 256 * 1024  # metadata is at most 16 KiB; nothing legitimate comes near this
 CREATE_FIELDS = UPDATABLE
 LIST_PARAMS = frozenset(("page_size", "page_token", "team", "include_revoked"))
@@ -72,10 +81,13 @@ class AdminContext:
     store: KeyStore
     cache: KeyCache  # this worker's: a write is applied to it at once
     admin_key_hash: str | None  # SHA-256 hex of the admin key; None: the admin API is off
+    team_budgets: TeamBudgets | None = None  # this worker's: a write is applied to it at once
 
     @classmethod
-    def create(cls, store: KeyStore, cache: KeyCache, admin_key: str | None) -> AdminContext:
-        return cls(store, cache, hash_secret(admin_key) if admin_key else None)
+    def create(
+        cls, store: KeyStore, cache: KeyCache, admin_key: str | None, team_budgets: TeamBudgets | None = None
+    ) -> AdminContext:
+        return cls(store, cache, hash_secret(admin_key) if admin_key else None, team_budgets)
 
 
 def is_admin_path(path: str) -> bool:
@@ -93,9 +105,7 @@ async def handle_admin(scope: Scope, receive: Receive, send: Send, admin: AdminC
     except GatewayError as error:
         if error.status in (401, 403):
             logger.warning("admin API: %s %s refused (%d)", scope["method"], scope["path"], error.status)
-        await send_bytes(
-            send, error.status, error.body(openai_style=True), extra=[*error.headers(), *NO_STORE]
-        )
+        await send_bytes(send, error.status, error.body(OPENAI), extra=[*error.headers(), *NO_STORE])
     except Exception:
         logger.exception("admin API: unhandled error on %s %s", scope["method"], scope["path"])
         await send_json(send, 500, {"detail": "Internal server error: see the gateway log."})
@@ -126,6 +136,15 @@ async def _route(scope: Scope, receive: Receive, admin: AdminContext) -> tuple[i
         if method in ("GET", "HEAD"):
             return 200, await _list(scope, admin)
         raise MethodNotAllowed("GET, POST")
+    if path.startswith("/admin/v1/teams/"):
+        from gateway.budgets.admin import is_team_budget_path, team_budget_route
+
+        if is_team_budget_path(path):
+            return await team_budget_route(scope, receive, admin.store.url, admin.team_budgets)
+    if path == USAGE_PATH:
+        if method in ("GET", "HEAD"):
+            return 200, await _usage(scope, admin)
+        raise MethodNotAllowed("GET")
     if path.startswith(KEYS_PATH + "/") and "/" not in path[len(KEYS_PATH) + 1 :]:
         key_id = path[len(KEYS_PATH) + 1 :]
         if method in ("GET", "HEAD"):
@@ -136,6 +155,14 @@ async def _route(scope: Scope, receive: Receive, admin: AdminContext) -> tuple[i
             return 200, await _revoke(admin, key_id)
         raise MethodNotAllowed("GET, PATCH, DELETE")
     raise NotFound("Not Found")
+
+
+async def _usage(scope: Scope, admin: AdminContext) -> dict[str, Any]:
+    from gateway.usage.query import UsageQuery, usage_answer
+
+    query = UsageQuery.from_query_string(scope.get("query_string", b""))
+    # the usage records live in the key database
+    return await asyncio.to_thread(usage_answer, admin.store.url, query)
 
 
 async def _json_body(scope: Scope, receive: Receive) -> dict[str, Any]:

@@ -8,27 +8,35 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
+from gateway.apis import api_adapter
+from gateway.apis.mlflow_routes import ApiRoutes
 from gateway.control.reload import ConfigWatcher
 from gateway.control.table import EndpointTable
 from gateway.errors import GatewayError, MethodNotAllowed, NotFound
+from gateway.observe import Observer
+from gateway.observe.metrics import scrape
 from gateway.pipeline import RequestContext, run_invocation
 from gateway.pipeline.authenticate import authenticate
-from gateway.pipeline.record import record_failure
+from gateway.pipeline.context import Services
+from gateway.pipeline.record import record_failure, record_request
 from gateway.pipeline.relay import watch_stop_signals
 from gateway.proxy.upstream import UpstreamClient
 from gateway.redact import RedactingFilter
 from gateway.server import catalog, docs
 from gateway.server.http import send_bytes, send_json
 from gateway.server.keys import Keys
+from gateway.server.sinks import build_sinks
 from gateway.settings import settings
 from gateway.types import CHAT, COMPLETIONS, EMBEDDINGS, EndpointType, Receive, Scope, Send
+from gateway.usage.writer import UsageWriter
 
 logger = logging.getLogger("gateway")
 
 HEALTHY = {"status": "OK"}
+METRICS = "/metrics"  # Prometheus text (observe/metrics.py)
 OPENAI_ROUTES: dict[str, EndpointType] = {
     "/v1/chat/completions": CHAT,
     "/v1/completions": COMPLETIONS,
@@ -44,6 +52,14 @@ class GatewayApp:
         # consumer keys: this worker's in-memory copy, kept current from the database in the
         # background (never on the request path); None when no database is configured
         self.keys: Keys | None = Keys(table.config.database_url) if table.config.database_url else None
+        # what every request is given: keys, their limiters, the sinks of its usage record
+        self.services = Services(
+            self.keys,
+            self.keys.limiters if self.keys is not None else None,
+            build_sinks(table.config, self.keys),
+        )
+        self.observer = Observer()  # in-flight gauge, trace spans (observe/)
+        self.apis = ApiRoutes(table.config.database_url)  # the API families of apis/mlflow_routes.py
         self.watcher = ConfigWatcher(config_path, self) if config_path else None
         self.get_routes: dict[str, Callable[[str], tuple[int, Any]]] = catalog.static_get_routes(self)
 
@@ -62,6 +78,9 @@ class GatewayApp:
                     self.watcher.start()
                 if self.keys is not None:
                     await self.keys.start()
+                for sink in self.services.sinks:  # the usage database's batch writer (off the loop)
+                    if isinstance(sink, UsageWriter):
+                        sink.start()
                 # no configured secret in any log line, whoever logs it (libraries included)
                 redacting = RedactingFilter(lambda: self.table.redactor)
                 for handler in logging.getLogger().handlers:
@@ -74,7 +93,11 @@ class GatewayApp:
                     await self.watcher.stop()
                 if self.keys is not None:
                     await self.keys.stop()
+                for sink in self.services.sinks:  # what is buffered, written within a deadline
+                    if isinstance(sink, UsageWriter):
+                        await sink.stop()
                 await self.client.close()
+                await self.apis.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
@@ -89,11 +112,17 @@ class GatewayApp:
             if path == "/admin" or path.startswith("/admin/"):
                 return await self.admin(scope, receive, send)
             ctx = self.context(scope, receive, send)
+            if path == METRICS and method in ("GET", "HEAD"):
+                return await self.metrics(ctx)
+            # Anthropic Messages, Responses, Gemini's native API, MLflow's /gateway/... family (apis/)
+            routed = self.apis.route(ctx)
+            if routed is not None:
+                return await self.invocation(ctx, routed)
             if method == "POST":
                 kind = OPENAI_ROUTES.get(path)
                 name = invocation_name(path) if kind is None else None
                 if kind is not None or name is not None:
-                    return await run_invocation(ctx, name, kind)
+                    return await self.invocation(ctx, run_invocation(ctx, name, kind))
             # every other route answers only whom the access rules let in (IP lists, keys)
             await authenticate(ctx)
             if method == "POST":
@@ -118,11 +147,40 @@ class GatewayApp:
             logger.exception("unhandled error on %s %s", method, path)
             await send_json(send, 500, {"detail": "Internal server error: see the gateway log."})
 
+    async def invocation(self, ctx: RequestContext, pipeline: Coroutine[Any, Any, None]) -> None:
+        """A pipeline run (`run_invocation`, or `run_api` for another API family), its errors
+        rendered in the client's style with the request's headers, and its usage record written
+        however it ended."""
+        self.observer.begin(ctx)
+        try:
+            await pipeline
+        except GatewayError as exc:
+            ctx.error = exc
+            exc.detail = ctx.table.redactor.value(exc.detail)
+            record_failure(ctx.scope, exc, ctx.started)
+            headers = [*exc.headers(), *ctx.answer_headers()]
+            await send_bytes(ctx.send, exc.status, exc.body(ctx.style), extra=headers)
+        finally:
+            self.observer.end()
+            record_request(ctx)
+            # the error's traceback holds this frame, and so the context and the request's
+            # `receive`: a cycle that would keep the connection (and its unread body) open
+            # until the garbage collector runs
+            ctx.error = None
+
+    async def metrics(self, ctx: RequestContext) -> None:
+        """Prometheus text, every worker summed (observe/metrics.py). Asks for what the other
+        non-invocation routes ask for, unless GATEWAY_METRICS_REQUIRE_KEY=0 (scrapers without a
+        key): then only the IP lists apply."""
+        if settings().metrics_require_key:
+            await authenticate(ctx)
+        else:
+            ctx.table.access.check_address(ctx.scope)
+        content_type, body = await scrape()
+        await send_bytes(ctx.send, 200, body, content_type)
+
     def context(self, scope: Scope, receive: Receive, send: Send) -> RequestContext:
-        keys = self.keys
-        return RequestContext(
-            scope, receive, send, self.table, keys, keys.limiters if keys is not None else None
-        )
+        return RequestContext(scope, receive, send, self.table, self.services)
 
     async def admin(self, scope: Scope, receive: Receive, send: Send) -> None:
         """The admin API (server/admin.py, loaded with the key database): 404 when it is off."""
@@ -145,9 +203,11 @@ class GatewayApp:
         name = invocation_name(path)
         if name is not None:
             return MethodNotAllowed("POST") if name in self.table.invocable else NotFound("Not Found")
-        if path in OPENAI_ROUTES or path in catalog.LIMIT_POSTS:
+        if path in OPENAI_ROUTES or path in catalog.LIMIT_POSTS or api_adapter(path) is not None:
             return MethodNotAllowed("POST")
-        if path in self.get_routes or catalog.is_get_path(path) or docs.is_docs_path(path):
+        if self.apis.known_post(path):
+            return MethodNotAllowed("POST")
+        if path in self.get_routes or catalog.is_get_path(path) or docs.is_docs_path(path) or path == METRICS:
             return MethodNotAllowed("GET")
         return NotFound("Not Found")
 

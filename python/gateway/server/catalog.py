@@ -9,13 +9,16 @@ import json
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
-from gateway.config import EndpointConfig
+import msgspec
+
+from gateway.config import EndpointConfig, RouteConfig
 from gateway.errors import BadRequest, NotFound, RequestValidationError
 from gateway.schemas.validation import decode_json_object
 from gateway.server.http import header, read_body
 from gateway.types import Receive, Scope, Send
 
 if TYPE_CHECKING:
+    from gateway.control.table import EndpointTable
     from gateway.server.app import GatewayApp
 
 PAGE_SIZE = 3000
@@ -70,8 +73,33 @@ def static_get_routes(app: GatewayApp) -> dict[str, Any]:
     """GET routes with a fixed path; query strings come from the scope, so handlers get the path."""
     return {
         "/health": lambda _p: (200, {"status": "OK"}),
-        "/v1/models": lambda _p: (200, {"object": "list", "data": app.table.describe_models()}),
+        "/v1/models": lambda _p: (200, {"object": "list", "data": model_list(app.table)}),
     }
+
+
+def model_list(table: EndpointTable) -> list[dict[str, Any]]:
+    """The endpoints and routes, then each alias a client may ask for (exact names and glob
+    patterns, `alias_of` naming the endpoint it reaches)."""
+    models = table.describe_models()
+    by_id = {model["id"]: model for model in models}
+    for alias, owner in table.aliases.listed():
+        models.append(alias_model(alias, by_id[owner]))
+    return models
+
+
+def alias_model(alias: str, owner: dict[str, Any]) -> dict[str, Any]:
+    return {**owner, "id": alias, "alias_of": owner["id"]}
+
+
+def model_info(table: EndpointTable, name: str) -> dict[str, Any] | None:
+    """/v1/models/{name}: an endpoint or route, or a name one of its aliases matches."""
+    owner = table.aliases.lookup(name) if name not in table.invocable else None
+    for model in table.describe_models():
+        if model["id"] == name:
+            return model
+        if model["id"] == owner:
+            return alias_model(name, model)
+    return None
 
 
 def paged(app: GatewayApp, query: bytes, legacy: bool) -> tuple[int, Any]:
@@ -82,7 +110,38 @@ def paged(app: GatewayApp, query: bytes, legacy: bool) -> tuple[int, Any]:
     next_token = encode_token(start + PAGE_SIZE) if start + PAGE_SIZE < len(endpoints) else None
     render = legacy_route_json if legacy else endpoint_json
     key = "routes" if legacy else "endpoints"
-    return 200, {key: [render(e) for e in page], "next_page_token": next_token}
+    answer = {key: [render(e) for e in page], "next_page_token": next_token}
+    routes = app.table.config.routes
+    if routes and not legacy and start == 0:
+        # MLflow lists endpoints only; routes ride along under their own key (clients that
+        # read "endpoints" are unaffected), as GET /api/3.0/gateway/route/{name} shows them
+        answer["routes"] = [route_json(route) for route in routes]
+    return 200, answer
+
+
+def route_json(config: RouteConfig) -> dict[str, Any]:
+    """A route as MLflow shows traffic routes; a FALLBACK route's destinations carry their tier
+    and weight, and the route its balance and circuit breaker."""
+    if config.routing_strategy == "TRAFFIC_SPLIT":
+        destinations = [
+            {"name": d.name, "traffic_percentage": d.traffic_percentage} for d in config.destinations
+        ]
+        return {
+            "name": config.name,
+            "task_type": config.task_type,
+            "destinations": destinations,
+            "routing_strategy": config.routing_strategy,
+        }
+    breaker = config.circuit_breaker
+    return {
+        "name": config.name,
+        "task_type": config.task_type,
+        "destinations": [{"name": d.name, "tier": d.tier, "weight": d.weight} for d in config.destinations],
+        "routing_strategy": config.routing_strategy,
+        "balance": config.balance,
+        "circuit_breaker": msgspec.to_builtins(breaker) if breaker is not None else None,
+        "endpoint_url": f"/gateway/{config.name}/invocations",
+    }
 
 
 def dynamic_get(app: GatewayApp, path: str, query: bytes = b"") -> tuple[int, Any] | None:
@@ -113,20 +172,12 @@ def dynamic_get(app: GatewayApp, path: str, query: bytes = b"") -> tuple[int, An
         route = table.routes.get(name)
         if route is None:
             raise NotFound(ROUTE_MISSING.format(name))
-        config = route.config
-        return 200, {
-            "name": config.name,
-            "task_type": config.task_type,
-            "destinations": [
-                {"name": d.name, "traffic_percentage": d.traffic_percentage} for d in config.destinations
-            ],
-            "routing_strategy": config.routing_strategy,
-        }
+        return 200, route_json(route.config)
     name = _tail(path, "/v1/models/")
     if name is not None:
-        for model in table.describe_models():
-            if model["id"] == name:
-                return 200, model
+        model = model_info(table, name)
+        if model is not None:
+            return 200, model
         raise NotFound(f"Model '{name}' is not served by this gateway.")
     return None
 

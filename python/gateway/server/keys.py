@@ -28,6 +28,10 @@ class Keys:
         self.store: KeyStore = KeyStore(database_url)
         self.cache: KeyCache = KeyCache(self.store)
         self.limiters = KeyLimiters()
+        # team budgets set by the admin API, polled like the keys (gateway/budgets/teams.py)
+        from gateway.budgets.teams import TeamBudgets, TeamBudgetStore
+
+        self.team_budgets = TeamBudgets(TeamBudgetStore(database_url))
         self._poll: asyncio.Task[None] | None = None
         self._admin: AdminContext | None = None
         self._admin_key: str | None = None
@@ -42,6 +46,7 @@ class Keys:
         except Exception as exc:  # a database down at start: serve, and keep trying in the poll
             logger.warning("consumer keys not loaded yet (%s); retrying in the background", exc)
         self._poll = asyncio.get_running_loop().create_task(self.cache.run())
+        await self.team_budgets.start()
 
     async def lookup(self, secret: str) -> KeyRecord | None:
         """The live key with this secret. A key this worker has not seen yet (created a moment
@@ -69,6 +74,7 @@ class Keys:
             self._miss_refresh = None
 
     async def stop(self) -> None:
+        await self.team_budgets.stop()
         if self._poll is not None:
             self._poll.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -79,6 +85,6 @@ class Keys:
         if self._admin is None or admin_key != self._admin_key:
             from gateway.server.admin import AdminContext
 
-            self._admin = AdminContext.create(self.store, self.cache, admin_key)
+            self._admin = AdminContext.create(self.store, self.cache, admin_key, self.team_budgets)
             self._admin_key = admin_key
         return self._admin

@@ -21,8 +21,10 @@ if TYPE_CHECKING:
 else:  # MPServer, or MTServer on a free-threaded Python
     from granian import Granian
 
+from gateway.budgets.ledger import budget_table_file
 from gateway.control.limits import host_table_file
 from gateway.control.snapshot import config_snapshot
+from gateway.observe.metrics import metrics_directory, worker_gone
 from gateway.server.connections import granian_options
 from gateway.server.process import mark_supervisor
 from gateway.server.tls import MIN_TLS_VERSION, TlsFiles, granian_files
@@ -136,6 +138,13 @@ class _Server(Granian):  # type: ignore[type-arg]
                 if self.interrupt_signal or self.interrupt_children:
                     wake.set()
 
+    def _respawn_workers(self, workers: Any, spawn_target: Any, target_loader: Any, delay: float = 0) -> None:
+        """Granian's, then the replaced workers' live metrics (in-flight) stop counting."""
+        gone = [self.wrks[slot]._id() for slot in workers]
+        super()._respawn_workers(workers, spawn_target, target_loader, delay)
+        for pid in gone:
+            worker_gone(pid)
+
     def _init_shared_socket(self) -> None:
         # pre-bound rather than probed: a taken port fails at our own bind(), with no race window
         # (Granian 2.x has no public option to pass a socket or drop SO_REUSEPORT). Workers, forked
@@ -224,7 +233,8 @@ def _serve(
         workers_kill_timeout=max(settings().drain_seconds, 0.001),
         **_tls_options(tls),
     )
-    # the rate-limit table every worker maps and the last good config, both created before the
+    # the rate-limit and budget tables every worker maps and the last good config, all created before the
     # workers are spawned and removed when serving ends
-    with host_table_file(), config_snapshot(config_text):
+    # and the directory of the workers' metric files (observe/metrics.py)
+    with host_table_file(), budget_table_file(), config_snapshot(config_text), metrics_directory():
         server.serve()

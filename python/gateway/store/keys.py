@@ -39,6 +39,7 @@ import msgspec
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from gateway.config.budgets import parse_budget
 from gateway.config.limits import parse_limit
 from gateway.errors import BadRequest, ConfigError, InvalidParameter, NotFound
 from gateway.store.db import describe, transaction
@@ -53,7 +54,7 @@ MAX_ENDPOINTS = 256
 MAX_PATTERN = 200
 MAX_METADATA_BYTES = 16 * 1024
 LIMIT_KEYS = frozenset(("calls", "renewal_period", "key", "tokens", "concurrency"))
-UPDATABLE = frozenset(("name", "team", "endpoints", "expires_at", "limit", "metadata"))
+UPDATABLE = frozenset(("name", "team", "endpoints", "expires_at", "limit", "metadata", "budget"))
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
 LATEST_TIMESTAMP = 253402300799  # 9999-12-31T23:59:59Z
@@ -92,6 +93,7 @@ class KeyRecord(msgspec.Struct, frozen=True, kw_only=True):
     updated_at: datetime
     revoked_at: datetime | None
     revision: int
+    budget: dict[str, Any] | None = None  # {"usd", "period", "window"?} (gateway.config.budgets)
 
     @property
     def revoked(self) -> bool:
@@ -137,6 +139,7 @@ def record_json(record: KeyRecord, now: float | None = None) -> dict[str, Any]:
         "endpoints": list(record.endpoints),
         "expires_at": format_timestamp(record.expires_at),
         "limit": record.limit,
+        "budget": record.budget,
         "metadata": record.metadata,
         "prefix": record.prefix,
         "status": record.status(now),
@@ -249,6 +252,20 @@ def check_limit(value: Any) -> dict[str, Any] | None:
     return dict(_json_roundtrip(value, "limit"))
 
 
+def check_budget(value: Any) -> dict[str, Any] | None:
+    """A budget as the config takes it ({"usd": 50, "period": "day"}), checked by its parser and
+    stored as written."""
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise InvalidParameter('budget: must be an object such as {"usd": 50, "period": "day"}')
+    try:
+        parse_budget(dict(value))
+    except ConfigError as error:
+        raise InvalidParameter(str(error)) from None
+    return dict(_json_roundtrip(value, "budget"))
+
+
 def check_metadata(value: Any) -> dict[str, Any]:
     if value is None:
         return {}
@@ -284,6 +301,7 @@ def check_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
         "expires_at": check_expires_at,
         "limit": check_limit,
         "metadata": check_metadata,
+        "budget": check_budget,
     }
     return {name: checks[name](value) for name, value in fields.items()}
 
@@ -325,6 +343,7 @@ def _record(row: Mapping[Any, Any]) -> KeyRecord:
         updated_at=row["updated_at"],
         revoked_at=row["revoked_at"],
         revision=int(row["revision"]),
+        budget=row.get("budget"),
     )
 
 
@@ -348,6 +367,11 @@ class KeyStore:
         return f"KeyStore({describe(self._url)})"
 
     @property
+    def url(self) -> str:
+        """The database URL (with any password: never show it; `description` is for that)."""
+        return self._url
+
+    @property
     def description(self) -> str:
         """Where the keys live, without a password."""
         return describe(self._url)
@@ -360,6 +384,7 @@ class KeyStore:
         expires_at: datetime | None = None,
         limit: Mapping[str, Any] | None = None,
         metadata: Mapping[str, Any] | None = None,
+        budget: Mapping[str, Any] | None = None,
     ) -> tuple[KeyRecord, str]:
         """A new key: its record and its secret (stored nowhere: show it once)."""
         fields = check_fields(
@@ -372,6 +397,7 @@ class KeyStore:
                 "expires_at": expires_at,
                 "limit": limit,
                 "metadata": metadata,
+                "budget": budget,
             }
         )
         secret = new_secret()
@@ -433,8 +459,8 @@ class KeyStore:
         return KeyPage(records, _page_token(records[-1]) if more else None)
 
     def update(self, key_id: str, **fields: Any) -> KeyRecord:
-        """Change name, team, endpoints, expires_at, limit or metadata (None clears all but the
-        name; metadata None is {}). A revoked key stays revoked."""
+        """Change name, team, endpoints, expires_at, limit, budget or metadata (None clears all
+        but the name; metadata None is {}). A revoked key stays revoked."""
         values = check_fields(fields)
         if not values:
             record = self.get(key_id)

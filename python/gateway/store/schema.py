@@ -6,8 +6,11 @@
                        it in its own transaction and stamps the rows it writes with the new
                        value, so writers are ordered and `revision > R` is all a reader that
                        has seen R still needs (see keys.py)
-
-Usage records and budgets will be tables of their own (later migrations).
+    usage_records      one row per request (gateway.usage.UsageRecord), written in batches by
+                       each worker's UsageWriter (usage/writer.py); cost in integer nano-USD
+    team_budgets       one row per team with a budget set by the admin API; a removed budget
+                       stays as a row with budget NULL, stamped with its revision, so the
+                       workers' polls (revision > R, as for keys) learn of the removal
 """
 
 from __future__ import annotations
@@ -68,6 +71,7 @@ consumer_keys = sa.Table(
     sa.Column("updated_at", UTCDateTime(), nullable=False),
     sa.Column("revoked_at", UTCDateTime(), nullable=True),
     sa.Column("revision", sa.BigInteger(), nullable=False),
+    sa.Column("budget", _json(), nullable=True),  # {"usd", "period", "window"?} (config/budgets.py)
     sa.Index("ix_consumer_keys_key_hash", "key_hash", unique=True),
     sa.Index("ix_consumer_keys_revision", "revision"),
     sa.Index("ix_consumer_keys_created_at_id", "created_at", "id"),
@@ -79,4 +83,59 @@ gateway_revision = sa.Table(
     sa.Column("id", sa.Integer(), primary_key=True, autoincrement=False),
     sa.Column("revision", sa.BigInteger(), nullable=False),
     sa.CheckConstraint(f"id = {REVISION_ROW}", name="ck_gateway_revision_one_row"),
+)
+
+NANO_USD = 1_000_000_000  # cost_nano_usd units per USD
+
+# Cost is an integer count of nano-dollars: SUM over integers is exact on both backends (SQLite
+# has no decimal type, a float column rounds each addition), and 1e-9 USD is far below the
+# price of a single token (the cheapest priced models cost ~1e-8 USD per token).
+usage_records = sa.Table(
+    "usage_records",
+    metadata,
+    sa.Column(
+        "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True
+    ),
+    sa.Column("request_id", sa.String(128), nullable=False),
+    sa.Column("started_at", UTCDateTime(), nullable=False),
+    sa.Column("method", sa.String(16), nullable=False),
+    sa.Column("path", sa.String(512), nullable=False),
+    sa.Column("route", sa.String(32), nullable=False),
+    sa.Column("endpoint", sa.String(200), nullable=True),
+    sa.Column("asked", sa.String(200), nullable=True),
+    sa.Column("provider", sa.String(64), nullable=True),
+    sa.Column("model", sa.String(200), nullable=True),
+    sa.Column("consumer", sa.String(200), nullable=True),  # consumer_keys.id, or "jwt:<subject>"
+    sa.Column("team", sa.String(200), nullable=True),
+    sa.Column("stream", sa.Boolean(), nullable=False),
+    sa.Column("status", sa.Integer(), nullable=False),
+    sa.Column("error", sa.String(64), nullable=True),
+    sa.Column("latency_ms", sa.Float(), nullable=False),
+    sa.Column("ttft_ms", sa.Float(), nullable=True),
+    sa.Column("overhead_ms", sa.Float(), nullable=True),
+    sa.Column("prompt_tokens", sa.BigInteger(), nullable=False),
+    sa.Column("completion_tokens", sa.BigInteger(), nullable=False),
+    sa.Column("cached_tokens", sa.BigInteger(), nullable=False),
+    sa.Column("cache_write_tokens", sa.BigInteger(), nullable=False),
+    sa.Column("reasoning_tokens", sa.BigInteger(), nullable=False),
+    sa.Column("total_tokens", sa.BigInteger(), nullable=False),
+    sa.Column("estimated", sa.Boolean(), nullable=False),
+    sa.Column("cost_nano_usd", sa.BigInteger(), nullable=False),
+    sa.Column("priced", sa.Boolean(), nullable=False),
+    sa.Column("budget", sa.String(200), nullable=True),
+    sa.Index("ix_usage_records_started_at", "started_at"),
+    sa.Index("ix_usage_records_consumer_started_at", "consumer", "started_at"),
+    sa.Index("ix_usage_records_team_started_at", "team", "started_at"),
+    sa.Index("ix_usage_records_endpoint_started_at", "endpoint", "started_at"),
+    sa.Index("ix_usage_records_model_started_at", "model", "started_at"),
+)
+
+team_budgets = sa.Table(
+    "team_budgets",
+    metadata,
+    sa.Column("team", sa.String(200), primary_key=True),
+    sa.Column("budget", _json(), nullable=True),  # {"usd", "period", "window"?}; NULL: removed
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.Column("revision", sa.BigInteger(), nullable=False),
+    sa.Index("ix_team_budgets_revision", "revision"),
 )

@@ -136,20 +136,11 @@ impl<C: Clock> fmt::Debug for SharedTable<C> {
     }
 }
 
-fn random_key() -> io::Result<SipKey> {
-    use std::io::Read;
-    let mut bytes = [0u8; 16];
-    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
-    let (a, b) = bytes.split_at(8);
-    let word = |s: &[u8]| u64::from_le_bytes(s.try_into().unwrap_or([0; 8]));
-    Ok(SipKey(word(a), word(b)))
-}
-
 impl SharedTable<HostClock> {
     /// Creates the instance's table file (the supervisor does, once).
     pub fn create(path: &Path, layout: Layout) -> Result<Self, TableError> {
         let region = Region::create(path, layout.bytes())?;
-        Self::init(region, layout, random_key()?, HostClock)
+        Self::init(region, layout, SipKey::random()?, HostClock)
     }
 
     /// Maps a table file created by [`SharedTable::create`].
@@ -160,7 +151,7 @@ impl SharedTable<HostClock> {
     /// A table private to this process (no supervisor-provided file).
     pub fn private(layout: Layout) -> Result<Self, TableError> {
         let region = Region::anonymous(layout.bytes())?;
-        Self::init(region, layout, random_key()?, HostClock)
+        Self::init(region, layout, SipKey::random()?, HostClock)
     }
 }
 

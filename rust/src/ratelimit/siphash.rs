@@ -7,6 +7,18 @@
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SipKey(pub u64, pub u64);
 
+impl SipKey {
+    /// A fresh key from the kernel's random source (one per table file).
+    pub fn random() -> std::io::Result<Self> {
+        use std::io::Read;
+        let mut bytes = [0u8; 16];
+        std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+        let (a, b) = bytes.split_at(8);
+        let word = |s: &[u8]| u64::from_le_bytes(s.try_into().unwrap_or([0; 8]));
+        Ok(SipKey(word(a), word(b)))
+    }
+}
+
 struct State {
     v0: u64,
     v1: u64,

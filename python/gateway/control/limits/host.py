@@ -15,7 +15,7 @@ import logging
 import os
 import secrets
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from gateway._native import LimitTableError, SharedConcurrency, SharedLimits
@@ -51,12 +51,23 @@ def _directory() -> Path:
 def host_table_file() -> Iterator[str]:
     """In the supervisor: create this instance's table, export its path to the workers it will
     spawn, and remove it when serving ends."""
+    with shared_table_file(
+        TABLE_ENV, FILE_PREFIX, lambda path: SharedLimits.create(path, _slots(), CONCURRENCY_SLOTS)
+    ) as path:
+        yield path
+
+
+@contextlib.contextmanager
+def shared_table_file(env: str, prefix: str, create: Callable[[str], object]) -> Iterator[str]:
+    """A memory-mapped table for the workers: `create(path)` makes the file (in the private
+    directory, after removing files of dead supervisors), its path goes to the workers in the
+    environment variable `env`, and the file is removed when serving ends."""
     directory = _directory()
-    _remove_stale(directory)
-    path = directory / f"{FILE_PREFIX}{os.getpid()}-{secrets.token_hex(6)}"
-    SharedLimits.create(str(path), _slots(), CONCURRENCY_SLOTS)
-    previous = os.environ.get(TABLE_ENV)
-    os.environ[TABLE_ENV] = str(path)
+    _remove_stale(directory, prefix)
+    path = directory / f"{prefix}{os.getpid()}-{secrets.token_hex(6)}"
+    create(str(path))
+    previous = os.environ.get(env)
+    os.environ[env] = str(path)
     # held while serving (and by forked workers): how other instances tell the file is in use
     in_use = open(path, "rb")  # noqa: SIM115 (held for the whole block)
     fcntl.flock(in_use, fcntl.LOCK_SH)
@@ -64,19 +75,19 @@ def host_table_file() -> Iterator[str]:
         yield str(path)
     finally:
         if previous is None:
-            os.environ.pop(TABLE_ENV, None)
+            os.environ.pop(env, None)
         else:
-            os.environ[TABLE_ENV] = previous
+            os.environ[env] = previous
         with contextlib.suppress(OSError):
             path.unlink()
         in_use.close()
 
 
-def _remove_stale(directory: Path) -> None:
+def _remove_stale(directory: Path, prefix: str) -> None:
     """Files left by supervisors that were killed outright: their pid is gone and no process
     holds the file's lock (a pid alone could be another namespace's)."""
-    for stale in directory.glob(f"{FILE_PREFIX}*"):
-        pid = stale.name[len(FILE_PREFIX) :].split("-", 1)[0]
+    for stale in directory.glob(f"{prefix}*"):
+        pid = stale.name[len(prefix) :].split("-", 1)[0]
         if not pid.isdigit() or process_alive(int(pid)):
             continue
         with contextlib.suppress(OSError), open(stale, "rb") as handle:

@@ -120,18 +120,35 @@ def redact(uri: str) -> str:
     return f"{scheme}://{rest}"
 
 
+MAX_CONNECTIONS = 64
+POOL_WAIT_SECONDS = 2.0
+
+
+def connect(uri: str) -> aioredis.Redis:
+    """A client that fails fast (GATEWAY_LIMITS_REDIS_TIMEOUT_SECONDS) while Redis is down."""
+    timeout = settings().limits_redis_timeout_seconds or 0.5
+    # one immediate retry covers a pooled connection that died with a restarted server;
+    # redis-py's default (ten retries with back-off) would stall requests while Redis is down.
+    # More requests at once than connections wait for one (the default pool raises instead);
+    # the wait allows for a burst that opens the pool's connections on a busy host.
+    pool = aioredis.BlockingConnectionPool.from_url(
+        uri,
+        max_connections=MAX_CONNECTIONS,
+        timeout=max(timeout, POOL_WAIT_SECONDS),
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        retry=Retry(NoBackoff(), 1),
+    )
+    return aioredis.Redis.from_pool(pool)
+
+
 class RedisStore:
     """One client per worker and URI, shared by every limiter that uses it."""
 
     def __init__(self, uri: str) -> None:
-        timeout = settings().limits_redis_timeout_seconds or 0.5
         self.uri = uri
         self.where = redact(uri)
-        # one immediate retry covers a pooled connection that died with a restarted server;
-        # redis-py's default (ten retries with back-off) would stall requests while Redis is down
-        self.client = aioredis.Redis.from_url(
-            uri, socket_timeout=timeout, socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 1)
-        )
+        self.client = connect(uri)
         self.acquire = self.client.register_script(ACQUIRE)
         self.settle = self.client.register_script(SETTLE)
         self.lease_micros = int((settings().limits_lease_seconds or 600) * MICROS)
