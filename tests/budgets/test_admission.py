@@ -83,7 +83,7 @@ def context(
         table=SimpleNamespace(config=config),
         consumer=consumer,
         keys=keys,
-        target=SimpleNamespace(name=target),
+        target=SimpleNamespace(name=target, router=None),
         asked=asked or target,
     )
 

@@ -60,6 +60,12 @@ def test_an_open_breaker_sends_nothing_until_its_probe(faulty, gateway):
     for _ in range(10):
         assert _call(gateway, "flaky").status_code == 200
     assert faulty.count("flaky") == 14
+    # the breaker's opening and closing are counted, once each, whichever worker saw them
+    time.sleep(1.2)  # workers write their counts at least once a second
+    scrape = httpx.get(f"{gateway.url}/metrics", timeout=10).text
+    for state in ("open", "closed"):
+        line = f'gateway_circuit_breaker_transitions_total{{endpoint="flaky",state="{state}"}} 1.0'
+        assert line in scrape, state
 
 
 def test_half_open_lets_exactly_one_probe_through(faulty, gateway):

@@ -73,10 +73,10 @@ def executes(db_url: str) -> list[int]:
     migrate(db_url)
     sizes: list[int] = []
 
-    @event.listens_for(engine_for(db_url), "before_execute")
-    def _count(_conn: Any, clause: Any, multiparams: Any, params: Any, _options: Any) -> None:
-        if isinstance(clause, sa.Insert) and clause.table.name == "usage_records":
-            sizes.append(len(multiparams) if multiparams else 1)
+    @event.listens_for(engine_for(db_url), "before_cursor_execute")
+    def _count(_conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any, many: bool) -> None:
+        if statement.startswith("INSERT INTO usage_records"):
+            sizes.append(len(parameters) if many else 1)
 
     return sizes
 

@@ -142,6 +142,11 @@ class Metrics:
             "Upstream calls beyond the first (retries and fallbacks), by the endpoint that answered",
             pair,
         )
+        self.breakers = Counter(
+            "gateway_circuit_breaker_transitions_total",
+            "Circuit breakers opening and closing, by destination endpoint and the state entered",
+            ["endpoint", "state"],
+        )
         self.inflight = Gauge(
             "gateway_inflight_requests", "Invocation requests in progress", multiprocess_mode="livesum"
         )
@@ -299,6 +304,10 @@ class Tally:
                 series.errors[error] = series.errors.get(error, 0) + 1
         self._sync_dropped(ctx)
         self.touch()
+
+    def breaker_changed(self, endpoint: str, state: str) -> None:
+        """A breaker opened or closed: rare, so written at once."""
+        self.metrics.breakers.labels(endpoint, state).inc()
 
     def _sync_dropped(self, ctx: RequestContext) -> None:
         """The usage writer (usage/writer.py) counts the records it drops in `.dropped`; the

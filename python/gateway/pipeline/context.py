@@ -77,7 +77,7 @@ class StreamTally:
 
 class RequestContext:
     __slots__ = (
-        "answer_chars",
+        "answer",
         "asked",
         "attempts",
         "consumer",
@@ -125,7 +125,7 @@ class RequestContext:
         self.target: Target | None = None
         self.asked: str | None = None  # the name the client asked for (a traffic route's)
         self.attempts = 0  # upstream attempts made (retries and fallbacks included)
-        self.answer_chars = 0  # a whole answer's text length, when it reported no usage
+        self.answer: Any = None  # a whole answer (its text is measured only if it reported no usage)
         self.kind: EndpointType | None = None
         self.payload: Payload = {}
         self.streaming = False

@@ -10,7 +10,6 @@ from gateway.providers.prompts import invoke_each, prepare_prompt
 from gateway.routing.attempts import invoke_routed, open_routed
 from gateway.schemas.responses import Response
 from gateway.types import EMBEDDINGS
-from gateway.usage.tokens import answer_text_length, tokens_from
 
 
 def plan(ctx: RequestContext) -> None:
@@ -39,8 +38,7 @@ async def invoke(ctx: RequestContext) -> Response:
         finally:
             ctx.upstream_seconds += time.perf_counter() - asked
     ctx.usage = response.usage
-    if tokens_from(response.usage) is None:
-        ctx.answer_chars = answer_text_length(response)
+    ctx.answer = response
     for grant in ctx.grants:
         grant.meter.response(response)
     return response

@@ -12,7 +12,7 @@ from gateway.control.limits.requests import estimate_tokens
 from gateway.errors import GatewayError
 from gateway.types import Scope
 from gateway.usage import UsageRecord
-from gateway.usage.tokens import CHARS_PER_TOKEN, Tokens, estimated, tokens_from
+from gateway.usage.tokens import CHARS_PER_TOKEN, Tokens, answer_text_length, estimated, tokens_from
 
 if TYPE_CHECKING:
     from gateway.control.table import Target
@@ -113,5 +113,5 @@ def _tokens(ctx: RequestContext) -> Tokens | None:
     if not ctx.status or ctx.kind is None:
         return None
     prompt, _ = estimate_tokens(ctx.kind, ctx.payload)
-    answer_chars = ctx.tally.chars if ctx.tally is not None else ctx.answer_chars
+    answer_chars = ctx.tally.chars if ctx.tally is not None else answer_text_length(ctx.answer)
     return estimated(prompt * CHARS_PER_TOKEN, answer_chars)

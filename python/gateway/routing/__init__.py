@@ -107,4 +107,4 @@ def _lane(target: Target, resilience: Resilience | None, table: SharedLimits) ->
 
 
 def _breaker(table: SharedLimits, name: str, config: BreakerConfig | None) -> Breaker | None:
-    return Breaker(table, f"endpoint '{name}'", config) if config is not None else None
+    return Breaker(table, name, config) if config is not None else None

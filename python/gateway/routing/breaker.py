@@ -26,6 +26,7 @@ import math
 
 from gateway._native import SharedLimits
 from gateway.config.resilience import BreakerConfig
+from gateway.observe.metrics import tally
 
 logger = logging.getLogger("gateway.routing")
 NEVER_REFILLS = 1e8  # seconds
@@ -34,13 +35,14 @@ CLOSED, PROBE, OPEN = 0, 1, 2
 
 
 class Breaker:
-    __slots__ = ("config", "name", "_failures", "_gate", "_tripped")
+    __slots__ = ("config", "endpoint", "name", "_failures", "_gate", "_tripped")
 
-    def __init__(self, table: SharedLimits, name: str, config: BreakerConfig) -> None:
-        self.name = name
+    def __init__(self, table: SharedLimits, endpoint: str, config: BreakerConfig) -> None:
+        self.endpoint = endpoint  # the metric's label
+        self.name = f"endpoint '{endpoint}'"
         self.config = config
         # the settings are in the names: a reload that changes them starts afresh
-        tag = f"{name}|{config.failures}|{config.window_seconds:g}|{config.cooldown_seconds:g}"
+        tag = f"{self.name}|{config.failures}|{config.window_seconds:g}|{config.cooldown_seconds:g}"
         self._failures = table.bucket(f"breaker-failures|{tag}", config.failures, config.window_seconds)
         self._tripped = table.bucket(f"breaker-tripped|{tag}", 1, NEVER_REFILLS)
         self._gate = table.bucket(f"breaker-gate|{tag}", 1, max(config.cooldown_seconds, 0.001))
@@ -66,6 +68,7 @@ class Breaker:
             self._tripped.refund(1)
             self._failures.refund(self.config.failures)
             logger.info("circuit breaker of %s closed: its probe succeeded", self.name)
+            tally().breaker_changed(self.endpoint, "closed")
 
     def release(self, verdict: int) -> None:
         """The request let through as the probe never reached the destination (cancelled, or
@@ -98,3 +101,4 @@ class Breaker:
             # one gate token per cooldown: a debt of k tokens keeps it shut k cooldowns longer
             self._gate.charge(max(0, math.ceil(wait / cooldown) - 1))
         logger.warning("circuit breaker of %s opened for %gs: %s", self.name, max(wait or 0.0, cooldown), why)
+        tally().breaker_changed(self.endpoint, "open")

@@ -114,15 +114,15 @@ class GatewayApp:
             ctx = self.context(scope, receive, send)
             if path == METRICS and method in ("GET", "HEAD"):
                 return await self.metrics(ctx)
-            # Anthropic Messages, Responses, Gemini's native API, MLflow's /gateway/... family (apis/)
-            routed = self.apis.route(ctx)
-            if routed is not None:
-                return await self.invocation(ctx, routed)
-            if method == "POST":
+            if method == "POST":  # MLflow's invocation routes and OpenAI's first: the busiest
                 kind = OPENAI_ROUTES.get(path)
                 name = invocation_name(path) if kind is None else None
                 if kind is not None or name is not None:
                     return await self.invocation(ctx, run_invocation(ctx, name, kind))
+            # Anthropic Messages, Responses, Gemini's native API, MLflow's /gateway/... family (apis/)
+            routed = self.apis.route(ctx)
+            if routed is not None:
+                return await self.invocation(ctx, routed)
             # every other route answers only whom the access rules let in (IP lists, keys)
             await authenticate(ctx)
             if method == "POST":

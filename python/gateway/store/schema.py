@@ -124,10 +124,6 @@ usage_records = sa.Table(
     sa.Column("priced", sa.Boolean(), nullable=False),
     sa.Column("budget", sa.String(200), nullable=True),
     sa.Index("ix_usage_records_started_at", "started_at"),
-    sa.Index("ix_usage_records_consumer_started_at", "consumer", "started_at"),
-    sa.Index("ix_usage_records_team_started_at", "team", "started_at"),
-    sa.Index("ix_usage_records_endpoint_started_at", "endpoint", "started_at"),
-    sa.Index("ix_usage_records_model_started_at", "model", "started_at"),
 )
 
 team_budgets = sa.Table(

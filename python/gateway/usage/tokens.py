@@ -23,7 +23,8 @@ class Tokens(msgspec.Struct, frozen=True):
 
 
 def _count(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+    # `type(...) is int`: a bool is not a count; called a dozen times per request, so kept lean
+    return value if type(value) is int and value > 0 else 0
 
 
 def tokens_from(usage: Any) -> Tokens | None:
@@ -33,26 +34,29 @@ def tokens_from(usage: Any) -> Tokens | None:
     it beside the counts), `completion_tokens_details.reasoning_tokens` or Gemini's
     `thoughtsTokenCount`. None when the answer reported no usage: no counts, or only zeros
     (some upstreams send zeros for "unknown"; a real answer always has a prompt)."""
-    if not isinstance(usage, dict):
+    if type(usage) is not dict:
         return None
-    prompt = _count(usage.get("prompt_tokens"))
-    completion = _count(usage.get("completion_tokens"))
-    if not prompt and not completion and not _count(usage.get("total_tokens")):
+    get = usage.get
+    prompt = _count(get("prompt_tokens"))
+    completion = _count(get("completion_tokens"))
+    total = _count(get("total_tokens"))
+    if not prompt and not completion and not total:
         return None
-    prompt_details = usage.get("prompt_tokens_details")
-    prompt_details = prompt_details if isinstance(prompt_details, dict) else {}
-    completion_details = usage.get("completion_tokens_details")
-    completion_details = completion_details if isinstance(completion_details, dict) else {}
-    cached = _count(prompt_details.get("cached_tokens"))
-    cache_write = _count(usage.get("cache_creation_input_tokens")) or _count(
-        prompt_details.get("cache_write_tokens")
-    )
-    reasoning = _count(completion_details.get("reasoning_tokens")) or _count(usage.get("thoughtsTokenCount"))
-    total = _count(usage.get("total_tokens")) or prompt + completion
-    creation = usage.get("cache_creation")  # Anthropic: the writes by time to live
-    long_lived = _count(creation.get("ephemeral_1h_input_tokens")) if isinstance(creation, dict) else 0
+    cached = cache_write = reasoning = long_lived = 0
+    prompt_details = get("prompt_tokens_details")
+    if type(prompt_details) is dict:
+        cached = _count(prompt_details.get("cached_tokens"))
+        cache_write = _count(prompt_details.get("cache_write_tokens"))
+    cache_write = _count(get("cache_creation_input_tokens")) or cache_write
+    completion_details = get("completion_tokens_details")
+    if type(completion_details) is dict:
+        reasoning = _count(completion_details.get("reasoning_tokens"))
+    reasoning = reasoning or _count(get("thoughtsTokenCount"))
+    creation = get("cache_creation")  # Anthropic: the writes by time to live
+    if type(creation) is dict:
+        long_lived = min(_count(creation.get("ephemeral_1h_input_tokens")), cache_write)
     return Tokens(
-        prompt, completion, cached, cache_write, reasoning, total, cache_write_1h=min(long_lived, cache_write)
+        prompt, completion, cached, cache_write, reasoning, total or prompt + completion, False, long_lived
     )
 
 

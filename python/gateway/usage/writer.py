@@ -24,6 +24,7 @@ import logging
 import threading
 import time
 from datetime import UTC, datetime
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 from gateway.errors import DatabaseUnavailable
@@ -57,55 +58,71 @@ TEXT_LIMITS = {
 }
 
 
-def row_of(record: UsageRecord) -> dict[str, Any]:
-    """The `usage_records` row for `record` (schema.py)."""
+COLUMNS = (
+    "request_id",
+    "started_at",
+    "method",
+    "path",
+    "route",
+    "endpoint",
+    "asked",
+    "provider",
+    "model",
+    "consumer",
+    "team",
+    "stream",
+    "status",
+    "error",
+    "latency_ms",
+    "ttft_ms",
+    "overhead_ms",
+    "prompt_tokens",
+    "completion_tokens",
+    "cached_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+    "total_tokens",
+    "estimated",
+    "cost_nano_usd",
+    "priced",
+    "budget",
+)
+# the record's fields in COLUMNS order, read in one C call (cost is converted below)
+FIELDS = attrgetter(*("cost_usd" if column == "cost_nano_usd" else column for column in COLUMNS))
+CLIPPED = tuple((COLUMNS.index(column), limit) for column, limit in TEXT_LIMITS.items())
+STARTED_AT = COLUMNS.index("started_at")
+COST = COLUMNS.index("cost_nano_usd")
+
+
+def row_of(record: UsageRecord, sqlite: bool = False) -> tuple[Any, ...]:
+    """The `usage_records` row for `record` (schema.py), in COLUMNS order, as the driver takes
+    it: SQLite stores the time as SQLAlchemy's naive UTC text (store/schema.py UTCDateTime)."""
     from gateway.store.schema import NANO_USD
 
-    row: dict[str, Any] = {
-        "request_id": record.request_id,
-        "started_at": datetime.fromtimestamp(record.started_at, UTC),
-        "method": record.method,
-        "path": record.path,
-        "route": record.route,
-        "endpoint": record.endpoint,
-        "asked": record.asked,
-        "provider": record.provider,
-        "model": record.model,
-        "consumer": record.consumer,
-        "team": record.team,
-        "stream": record.stream,
-        "status": record.status,
-        "error": record.error,
-        "latency_ms": record.latency_ms,
-        "ttft_ms": record.ttft_ms,
-        "overhead_ms": record.overhead_ms,
-        "prompt_tokens": record.prompt_tokens,
-        "completion_tokens": record.completion_tokens,
-        "cached_tokens": record.cached_tokens,
-        "cache_write_tokens": record.cache_write_tokens,
-        "reasoning_tokens": record.reasoning_tokens,
-        "total_tokens": record.total_tokens,
-        "estimated": record.estimated,
-        "cost_nano_usd": round(record.cost_usd * NANO_USD),
-        "priced": record.priced,
-        "budget": record.budget,
-    }
-    for column, limit in TEXT_LIMITS.items():
-        value = row[column]
+    row = list(FIELDS(record))
+    started = datetime.fromtimestamp(record.started_at, UTC)
+    row[STARTED_AT] = started.replace(tzinfo=None).isoformat(" ", "microseconds") if sqlite else started
+    row[COST] = round(record.cost_usd * NANO_USD)
+    for index, limit in CLIPPED:
+        value = row[index]
         if value is not None and len(value) > limit:
-            row[column] = value[:limit]
-    return row
+            row[index] = value[:limit]
+    return tuple(row)
 
 
 def write_batch(url: str, records: list[UsageRecord]) -> None:
-    """One transaction, one executemany. Raises DatabaseUnavailable when the database cannot be
-    reached; anything else the driver raises means the rows themselves were refused."""
+    """One transaction, one executemany of plain tuples straight to the driver: SQLAlchemy's
+    per-row parameter processing, run in this thread, held the GIL long enough to cost the event
+    loop a quarter of its requests per second (benches/results/2026-12-01-observability.md).
+    Raises DatabaseUnavailable when the database cannot be reached; anything else the driver
+    raises means the rows themselves were refused."""
     from gateway.store.db import transaction
-    from gateway.store.schema import usage_records
 
-    rows = [row_of(record) for record in records]
     with transaction(url, write=True) as connection:
-        connection.execute(usage_records.insert(), rows)
+        sqlite = connection.dialect.name == "sqlite"
+        marks = ", ".join(["?" if sqlite else "%s"] * len(COLUMNS))
+        statement = f"INSERT INTO usage_records ({', '.join(COLUMNS)}) VALUES ({marks})"
+        connection.exec_driver_sql(statement, [row_of(record, sqlite) for record in records])
 
 
 class UsageWriter:
