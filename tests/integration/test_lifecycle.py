@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from tests.conftest import GatewayProcess, free_port
-from tests.integration.configs import openai_config, openai_endpoint
+from tests.integration.configs import MOCK_CHAT, openai_config, openai_endpoint
 
 CHAT = {"messages": [{"role": "user", "content": "hi"}]}
 
@@ -200,3 +200,22 @@ def test_killed_supervisor_takes_its_workers_along(tmp_path, moment):
         time.sleep(0.1)
     assert not group_alive(gateway.proc.pid), "orphaned workers kept running"
     gateway.stop()
+
+
+def test_a_gateway_stopped_while_its_workers_start_stops_promptly(tmp_path):
+    # Granian loses a stop signal that reaches a worker between installing its handlers and
+    # serving; the supervisor repeats it, so no worker waits for the drain deadline (30 s)
+    for attempt in range(3):
+        path = tmp_path / f"config-{attempt}.yaml"
+        path.write_text(MOCK_CHAT)
+        gateway = GatewayProcess(path, 4, None, [])
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{gateway.url}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.02)
+        started = time.monotonic()
+        assert gateway.stop() == 0, gateway.log()
+        assert time.monotonic() - started < 10, gateway.log()

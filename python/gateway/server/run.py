@@ -69,6 +69,10 @@ def _listen_error(host: str, port: int, exc: OSError) -> str:
     return f"Error: cannot listen on {_display(host, port)}: {reason}"
 
 
+RESEND_STOP_SECONDS = 1.0  # a worker still alive after a stop signal gets it again this often
+STOP_POLL_SECONDS = 0.05
+
+
 class CrashLoop:
     """Counts worker crashes per worker slot in a sliding window."""
 
@@ -137,6 +141,36 @@ class _Server(Granian):  # type: ignore[type-arg]
                 self._reload(spawn_target, target_loader)  # type: ignore[no-untyped-call]  # clears the event
                 if self.interrupt_signal or self.interrupt_children:
                     wake.set()
+
+    def _stop_workers(self) -> None:
+        """Granian's, except that a worker still alive is sent SIGTERM again every second: Granian
+        2.8 loses a stop signal that reaches a worker between installing its signal handlers and
+        serving (a gateway stopped while still starting), and that worker would otherwise be
+        killed only at the drain deadline. A serving worker takes the repeats as the one stop."""
+        workers = list(self.wrks)
+        for worker in workers:
+            worker.terminate()
+        started = time.monotonic()
+        kill_at = started + self.workers_kill_timeout if self.workers_kill_timeout else None
+        resend_at = started + RESEND_STOP_SECONDS
+        alive = workers
+        while alive:
+            alive[0].join(STOP_POLL_SECONDS)
+            alive = [worker for worker in alive if worker.is_alive()]
+            now = time.monotonic()
+            if kill_at is not None and now >= kill_at:
+                for worker in alive:
+                    logger.warning("Killing worker-%d after it refused to gracefully stop", worker.idx + 1)
+                    worker.kill()
+                    worker.join()
+                break
+            if alive and now >= resend_at:
+                for worker in alive:
+                    worker.terminate()
+                resend_at = now + RESEND_STOP_SECONDS
+        for worker in workers:
+            logger.info("Stopped worker-%d", worker.idx + 1)
+        self.wrks.clear()
 
     def _respawn_workers(self, workers: Any, spawn_target: Any, target_loader: Any, delay: float = 0) -> None:
         """Granian's, then the replaced workers' live metrics (in-flight) stop counting."""
