@@ -117,12 +117,12 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def post(url: str, body: dict[str, Any], timeout: float = 5.0) -> tuple[int, bytes]:
+def post(url: str, body: dict[str, Any], timeout: float = 5.0, token: str = TOKEN) -> tuple[int, bytes]:
     request = urllib.request.Request(
         url,
         data=json.dumps(body).encode(),
         method="POST",
-        headers={"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"},
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
     )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as reply:
@@ -267,8 +267,19 @@ def pinned(cpu: str | None, argv: list[str]) -> list[str]:
 # -- targets
 
 
-def gateway_config(upstream: str) -> str:
-    lines = ["endpoints:"]
+FEATURES = ("key", "limit", "usage", "log")  # what `ours-*` targets turn on (metrics: always)
+ADMIN_KEY = "bench-admin-key-0123456789abcdef"
+
+
+def gateway_config(upstream: str, features: frozenset[str] = frozenset({"limit"}), database: str = "") -> str:
+    """The endpoints, and what `features` asks for: key (a consumer key required), limit (a
+    call limit per endpoint), usage (usage records in SQLite). `log` is a flag, not config."""
+    lines = []
+    if "key" in features:
+        lines += ["auth:", f"  admin_key: {ADMIN_KEY}", "  require_keys: true"]
+    if "key" in features or "usage" in features:
+        lines += [f"database_url: sqlite:///{database}"]
+    lines += ["endpoints:"]
     kinds = {"bench-embeddings": "embeddings", "bench-completions": "completions"}
     for name, model in UPSTREAM_MODEL.items():
         lines += [
@@ -280,11 +291,27 @@ def gateway_config(upstream: str) -> str:
             "      config:",
             "        openai_api_key: sk-mock",
             f"        openai_api_base: {upstream}",
-            "    limit:",  # the issue's target includes a limit on the endpoint
-            "      calls: 1000000000",
-            "      renewal_period: minute",
         ]
+        if "limit" in features:  # high enough never to refuse: what it costs is measured
+            lines += ["    limit:", "      calls: 1000000000", "      renewal_period: minute"]
     return "\n".join(lines) + "\n"
+
+
+def consumer_key(config: Path) -> str:
+    """A consumer key created in the config's database, as an operator would (`gateway keys`)."""
+    argv = [
+        sys.executable,
+        "-m",
+        "gateway",
+        "keys",
+        "create",
+        "--config-path",
+        str(config),
+        "--name",
+        "bench",
+    ]
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=True)
+    return str(json.loads(out.stdout[: out.stdout.rindex("}") + 1])["key"])
 
 
 def litellm_config(upstream: str) -> str:
@@ -302,26 +329,31 @@ def litellm_config(upstream: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def known_targets() -> dict[str, dict[str, Any]]:
+def known_targets(baselines: list[str] | None = None) -> dict[str, dict[str, Any]]:
     gateway = [sys.executable, "-m", "gateway", "start", "--config-path", "{config}"]
+    gateway += ["--host", HOST, "--port", "{port}", "--workers", "1", "--log-level", "warning"]
+    quiet = {"GATEWAY_RELOAD_INTERVAL_SECONDS": "0"}
     targets: dict[str, dict[str, Any]] = {
         "direct": {"argv": None},
-        "ours": {
-            "argv": [
-                *gateway,
-                "--host",
-                HOST,
-                "--port",
-                "{port}",
-                "--workers",
-                "1",
-                "--log-level",
-                "warning",
-            ],
-            "config": "gateway",
-            "env": {"GATEWAY_RELOAD_INTERVAL_SECONDS": "0"},
-        },
+        # issue 5's target: full validation and a limit on every endpoint
+        "ours": {"argv": gateway, "config": "gateway", "features": frozenset({"limit"}), "env": quiet},
     }
+    # every feature on (issue 14's target), none, and each alone: what each one costs
+    variants = {"ours-full": frozenset(FEATURES), "ours-bare": frozenset()}
+    variants.update({f"ours+{feature}": frozenset({feature}) for feature in FEATURES})
+    for name, features in variants.items():
+        argv = [*gateway, "--access-log", "{access_log}"] if "log" in features else gateway
+        targets[name] = {"argv": argv, "config": "gateway", "features": features, "env": quiet}
+    # an earlier version of the gateway (a `git worktree` of an older commit, its python/ dir):
+    # NAME-full with every feature it has, NAME-bare with none, for before/after in one run
+    for baseline in baselines or []:
+        name, _, directory = baseline.partition("=")
+        env = {**quiet, "PYTHONPATH": str(Path(directory).resolve())}
+        cli = (Path(directory) / "gateway" / "cli.py").read_text()
+        has = {"key", "limit"} | ({"usage", "log"} if "access-log" in cli else set())
+        full = [*gateway, "--access-log", "{access_log}"] if "log" in has else gateway
+        targets[f"{name}-full"] = {"argv": full, "config": "gateway", "features": frozenset(has), "env": env}
+        targets[f"{name}-bare"] = {"argv": gateway, "config": "gateway", "features": frozenset(), "env": env}
     passthrough = SHARED_BENCH / "passthrough_app.py"
     if passthrough.exists() and shutil.which("granian"):
         granian = [shutil.which("granian") or "granian", "--interface", "asgi", "--loop", "uvloop"]
@@ -363,7 +395,13 @@ def known_targets() -> dict[str, dict[str, Any]]:
 
 
 def run_wrk(
-    url: str, body_file: Path, connections: int, duration: float, lua: Path, cpu: str | None
+    url: str,
+    body_file: Path,
+    connections: int,
+    duration: float,
+    lua: Path,
+    cpu: str | None,
+    token: str = TOKEN,
 ) -> dict[str, Any]:
     argv = [
         "wrk",
@@ -375,7 +413,7 @@ def run_wrk(
         "-s",
         str(lua),
     ]
-    argv += [url, "--", str(body_file), TOKEN]
+    argv += [url, "--", str(body_file), token]
     out = subprocess.run(pinned(cpu, argv), capture_output=True, text=True, timeout=duration + 60)
     for line in out.stdout.splitlines():
         if line.startswith("WRKJSON "):
@@ -398,7 +436,13 @@ def run_wrk(
 
 
 def run_bench(
-    url: str, body: dict[str, Any], connections: int, duration: float, cpu: str | None, stream: bool
+    url: str,
+    body: dict[str, Any],
+    connections: int,
+    duration: float,
+    cpu: str | None,
+    stream: bool,
+    token: str = TOKEN,
 ) -> dict[str, Any]:
     argv = [sys.executable, "-m", "gateway", "bench", url, "--body", json.dumps(body), "-c", str(connections)]
     argv += [
@@ -409,7 +453,7 @@ def run_bench(
         "--no-progress",
         "--json",
         "--api-key",
-        TOKEN,
+        token,
         "--timeout",
         "10",
     ]
@@ -457,6 +501,7 @@ class Bench:
             self.body_files[key] = path
         self.mock: Process | None = None
         self.mock_port = 0
+        self.token = TOKEN  # the bearer token of the target being measured
 
     def start_mock(self) -> None:
         self.mock_port = free_port()
@@ -471,7 +516,7 @@ class Bench:
         while time.monotonic() < deadline:
             if proc is not None and not proc.alive():
                 return False
-            status, _ = post(f"{base}/v1/chat/completions", BODIES["chat"], timeout=3)
+            status, _ = post(f"{base}/v1/chat/completions", BODIES["chat"], timeout=3, token=self.token)
             if status == 200:
                 return True
             time.sleep(0.3)
@@ -480,23 +525,40 @@ class Bench:
     def load(self, base: str, scenario: str, duration: float) -> dict[str, Any]:
         loader, path, body, connections = SCENARIOS[scenario]
         if loader == "load" and self.use_wrk:
-            return run_wrk(base + path, self.body_files[body], connections, duration, self.lua, self.load_cpu)
+            return run_wrk(
+                base + path, self.body_files[body], connections, duration, self.lua, self.load_cpu, self.token
+            )
         return run_bench(
-            base + path, BODIES[body], connections, duration, self.load_cpu, body in ("stream", "paced")
+            base + path,
+            BODIES[body],
+            connections,
+            duration,
+            self.load_cpu,
+            body in ("stream", "paced"),
+            self.token,
         )
 
     def measure(self, name: str, spec: dict[str, Any], round_index: int) -> dict[str, Any]:
         upstream = f"http://{HOST}:{self.mock_port}/v1"
+        self.token = TOKEN
         info: dict[str, Any] = {"status": "ok", "scenarios": {}}
         proc = None
         port = self.mock_port
         if spec["argv"] is not None:
             port = free_port()
-            config = self.workdir / f"{name}.yaml"
+            config = self.workdir / f"{name}-{round_index + 1}.yaml"
+            features = spec.get("features", frozenset({"limit"}))
+            database = str(self.workdir / f"{name}-{round_index + 1}.db")
             config.write_text(
-                litellm_config(upstream) if spec.get("config") == "litellm" else gateway_config(upstream)
+                litellm_config(upstream)
+                if spec.get("config") == "litellm"
+                else gateway_config(upstream, features, database)
+            )
+            self.token = (
+                consumer_key(config) if "key" in features and spec.get("config") == "gateway" else TOKEN
             )
             fill = {"{config}": str(config), "{port}": str(port), "{upstream}": upstream}
+            fill["{access_log}"] = str(self.workdir / f"{name}-{round_index + 1}-access.log")
             argv = [fill.get(part, part) for part in spec["argv"]]
             env = {key: fill.get(value, value) for key, value in spec.get("env", {}).items()}
             log(f"round {round_index + 1}: start {name}")
@@ -685,8 +747,14 @@ def main() -> int:
     parser.add_argument("--start-timeout", type=float, default=90.0)
     parser.add_argument("--out-dir", default=str(ROOT / "benches" / "results"))
     parser.add_argument("--tag", default="", help="suffix for the result file names")
+    parser.add_argument(
+        "--baseline",
+        action="append",
+        metavar="NAME=DIR",
+        help="also measure the gateway whose package is in DIR (e.g. a git worktree's python/): targets NAME-full and NAME-bare",
+    )
     args = parser.parse_args()
-    available = known_targets()
+    available = known_targets(args.baseline)
     names = args.targets.split(",") if args.targets else list(available)
     unknown = [n for n in names if n not in available]
     if unknown:

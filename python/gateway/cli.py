@@ -80,7 +80,16 @@ def start(args: argparse.Namespace) -> int:
         return 2
     from gateway.server.run import serve
 
-    serve(path, args.host, args.port, args.workers, args.log_level, config_text=config.text, tls=tls)
+    serve(
+        path,
+        args.host,
+        args.port,
+        args.workers,
+        args.log_level,
+        config_text=config.text,
+        tls=tls,
+        database_url=config.database_url,
+    )
     return 0
 
 
@@ -98,15 +107,23 @@ def _access_log_writable(path: str) -> bool:
 
 
 def _database_ready(url: str) -> bool:
-    """Migrate the key database before any worker starts (workers assume its schema)."""
-    from gateway.store import DatabaseUnavailable, prepare_database
+    """Migrate the key database before any worker starts (workers assume its schema), in a
+    short-lived process (gateway/store/prepare.py): Alembic and SQLAlchemy never load in the
+    supervisor, nor in the workers it forks. The URL goes on stdin, never on a command line.
+    Its log lines and error line reach this process's stderr."""
+    import subprocess
 
+    reason = "Error: the key database cannot be used:"
     try:
-        prepare_database(url)
-    except DatabaseUnavailable as exc:
-        print(f"Error: the key database cannot be used: {exc.message}", file=sys.stderr)
+        done = subprocess.run(
+            [sys.executable, "-m", "gateway.store.prepare"], input=url.encode(), check=False
+        )
+    except OSError as exc:
+        print(f"{reason} the migration process did not start ({exc.strerror or exc})", file=sys.stderr)
         return False
-    return True
+    if done.returncode not in (0, 2):  # it crashed: its traceback is above
+        print(f"{reason} the migration process exited with status {done.returncode}", file=sys.stderr)
+    return done.returncode == 0
 
 
 def _tls(args: argparse.Namespace) -> TlsFiles | None | Literal[False]:

@@ -9,7 +9,8 @@ it, and its usage read on the side (for the usage record, cost, budgets and toke
   becomes a gateway error (redacted, rendered in the client's API style by the server).
 * `relay_sse`: the upstream's bytes to the client unchanged, events parsed beside them.
 * `Forwarder`: other methods (GET/DELETE of stored responses, the raw proxy): aiohttp, not the hot
-  path; bounded bodies, HTTP(S)_PROXY honoured, redirects not followed.
+  path; bounded bodies, HTTP(S)_PROXY honoured, redirects not followed. aiohttp loads on the
+  first such request (a worker that never forwards one keeps about 10 MB less).
 """
 
 from __future__ import annotations
@@ -21,9 +22,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import aiohttp
 import orjson
-from yarl import URL
 
 from gateway._native import SseError, SseParser
 from gateway.errors import GatewayError, NotImplementedByProvider, UpstreamTimeout, UpstreamUnavailable
@@ -31,11 +30,20 @@ from gateway.pipeline.context import StreamTally
 from gateway.pipeline.record import record_failure
 from gateway.pipeline.relay import DRAINING, SHUTDOWN_MESSAGE
 from gateway.proxy.limits import BodyLimits
-from gateway.proxy.upstream import UpstreamResponse, UpstreamStream, describe
+from gateway.proxy.upstream import (
+    UpstreamResponse,
+    UpstreamStream,
+    describe,
+    import_in_thread,
+    transport_errors,
+)
 from gateway.server.http import JSON, SSE_HEADERS
 from gateway.settings import settings
 
 if TYPE_CHECKING:
+    import aiohttp
+    from yarl import URL
+
     from gateway.pipeline.context import RequestContext
     from gateway.providers.base import Provider
 
@@ -298,7 +306,10 @@ class Forwarder:
     def __init__(self) -> None:
         self._session: aiohttp.ClientSession | None = None
 
-    def _client(self) -> aiohttp.ClientSession:
+    async def _client(self) -> aiohttp.ClientSession:
+        await import_in_thread("aiohttp")
+        import aiohttp
+
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=0, ssl=ssl.create_default_context()),
@@ -313,8 +324,11 @@ class Forwarder:
         timeout = settings().route_timeout_seconds
         limits = BodyLimits.from_settings()
         headers = {**headers, "Accept-Encoding": "identity"}
+        session = await self._client()
+        import aiohttp
+
         try:
-            response = await self._client().request(
+            response = await session.request(
                 method,
                 url,
                 data=body or None,
@@ -324,7 +338,7 @@ class Forwarder:
             )
         except TimeoutError:
             raise UpstreamTimeout(f"{label} did not answer within {timeout:g}s.") from None
-        except (OSError, aiohttp.ClientError) as exc:
+        except transport_errors() as exc:
             raise UpstreamUnavailable(f"{label} could not be reached: {describe(exc)}") from None
         passed = [
             (name.lower().encode("latin-1"), value.encode("latin-1"))
@@ -353,7 +367,7 @@ async def _whole(response: aiohttp.ClientResponse, label: str, limits: BodyLimit
             if cap and size > cap:
                 raise UpstreamUnavailable(f"{label} {limits.response_too_large()}")
             parts.append(part)
-    except (OSError, aiohttp.ClientError) as exc:
+    except transport_errors() as exc:
         raise UpstreamUnavailable(f"{label} could not be reached: {describe(exc)}") from None
     return b"".join(parts)
 
@@ -364,7 +378,7 @@ async def _pieces(response: aiohttp.ClientResponse, label: str, limits: BodyLimi
             yield part
     except TimeoutError:
         raise UpstreamTimeout(f"{label} stopped sending.") from None
-    except (OSError, aiohttp.ClientError) as exc:
+    except transport_errors() as exc:
         raise UpstreamUnavailable(f"{label} could not be reached: {describe(exc)}") from None
     finally:
         response.release()

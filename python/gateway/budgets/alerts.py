@@ -22,11 +22,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from gateway.budgets.policy import NANO, Budget, timestamp_text
+
+if TYPE_CHECKING:
+    import httpx  # imported when a webhook is configured: +7 MB in every worker otherwise
 
 logger = logging.getLogger("gateway.budgets")
 QUEUE_SIZE = 1000
@@ -75,6 +76,8 @@ class AlertSender:
     """One per process and webhook: a queue drained by one background task."""
 
     def __init__(self, webhook: str, backoff: float = FIRST_BACKOFF_SECONDS) -> None:
+        import httpx
+
         self._webhook = webhook
         HIDE_WEBHOOKS.urls.update((webhook, str(httpx.URL(webhook))))
         self._backoff = backoff
@@ -101,12 +104,16 @@ class AlertSender:
 
     async def _drain(self) -> None:
         if self._client is None:
+            import httpx
+
             self._client = httpx.AsyncClient(timeout=TIMEOUT_SECONDS)
         while not self._queue.empty():
             payload = self._queue.get_nowait()
             await self._deliver(payload)
 
     async def _deliver(self, payload: dict[str, Any]) -> None:
+        import httpx
+
         assert self._client is not None
         what = f"{payload['budget']} at {payload['threshold']:.0%}"
         reason = ""

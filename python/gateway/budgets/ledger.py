@@ -10,6 +10,7 @@ Errors: every failure to read or add (Redis unreachable, shared table full) rais
 `LedgerUnavailable`; the policy maps it to its failure mode (open: admit; closed: 503). An
 `add` to Redis that fails is not lost: it is queued (bounded) and applied in the background
 when Redis answers again, exactly once (each addition carries an id the script remembers).
+redis-py loads with the first Redis ledger: the supervisor and Redis-less workers never import it.
 """
 
 from __future__ import annotations
@@ -25,13 +26,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
-
 from gateway._native import CounterTableError, SharedCounters
 from gateway.control.limits.host import shared_table_file
-from gateway.control.limits.redis_store import connect, redact
 
 __all__ = [
     "Ledger",
@@ -146,9 +142,6 @@ end
 return out
 """
 
-# failures of the connection (retried from the queue), not of a command
-UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError)
-
 
 @dataclass(frozen=True, slots=True)
 class Addition:
@@ -161,6 +154,15 @@ class RedisLedger:
     """Counters in Redis: `totals` is one MGET, `add` one script run."""
 
     def __init__(self, url: str, failure_mode: str) -> None:
+        from redis.exceptions import ConnectionError as RedisConnectionError
+        from redis.exceptions import RedisError
+        from redis.exceptions import TimeoutError as RedisTimeoutError
+
+        from gateway.control.limits.redis_store import connect, redact
+
+        # failures of the connection (retried from the queue), not of a command
+        self.unreachable = (RedisConnectionError, RedisTimeoutError, OSError)
+        self.refused: type[RedisError] = RedisError  # any other Redis error: the server said no
         self.where = redact(url)
         self.failure_mode = failure_mode
         self.client = connect(url)
@@ -178,7 +180,7 @@ class RedisLedger:
         self._refuse_during_backoff()
         try:
             values = await self.client.mget([PREFIX + key for key in keys]) if keys else []
-        except (RedisError, OSError) as exc:
+        except (self.refused, OSError) as exc:
             raise self._unreachable(exc) from None
         self._reachable()
         pending = self.pending
@@ -191,10 +193,10 @@ class RedisLedger:
             raise LedgerUnavailable(self._failure)
         try:
             totals = await self._apply(addition)
-        except UNREACHABLE as exc:
+        except self.unreachable as exc:
             self._enqueue(addition)
             raise self._unreachable(exc) from None
-        except RedisError as exc:  # the server refused the script: retrying would not help
+        except self.refused as exc:  # the server refused the script: retrying would not help
             logger.error("budget spend not recorded in Redis at %s: %s", self.where, exc)
             raise LedgerUnavailable(f"Redis at {self.where} refused the spend: {exc}") from None
         self._reachable()
@@ -292,10 +294,10 @@ class RedisLedger:
             addition = self.queue[0]
             try:
                 await self._apply(addition)
-            except UNREACHABLE as exc:
+            except self.unreachable as exc:
                 self._unreachable(exc)
                 return applied > 0
-            except RedisError as exc:
+            except self.refused as exc:
                 logger.error("budget spend not recorded in Redis at %s: %s", self.where, exc)
             if self.queue and self.queue[0] is addition:
                 self.queue.popleft()

@@ -40,7 +40,7 @@ from gateway.pipeline.context import RequestContext
 from gateway.pipeline.invoke import invoke, open_stream, plan
 from gateway.pipeline.read import read
 from gateway.pipeline.record import TARGET_KEY, record_gone
-from gateway.pipeline.relay import ClientWatch, relay_response, relay_stream
+from gateway.pipeline.relay import WATCH_AFTER_SECONDS, ClientWatch, relay_response, relay_stream
 from gateway.pipeline.resolve import resolve_asked, resolve_model, resolve_name
 from gateway.pipeline.settle import settle
 from gateway.types import EndpointType
@@ -79,7 +79,7 @@ async def _invoke_and_relay(ctx: RequestContext) -> None:
 async def answer(ctx: RequestContext, call: Callable[[RequestContext], Awaitable[None]]) -> None:
     """admit, then `call` (invoke + relay); settled however it ends. A client that goes away
     cancels it (the upstream call with it)."""
-    watch = ClientWatch(ctx.receive)
+    watch = ClientWatch(ctx.receive, 0.0 if ctx.streaming else WATCH_AFTER_SECONDS)
     try:
         await admit(ctx)
         await call(ctx)

@@ -1,7 +1,8 @@
 """relay: the answer to the client, who may go away, and a stream that may outlive the worker.
 
 * `ClientWatch`: a request's work (the upstream call included, streamed or not) is cancelled as
-  soon as its client disconnects, so no upstream call runs on for nobody. That includes a client
+  soon as its client disconnects (within WATCH_AFTER_SECONDS), so no upstream call runs on for
+  nobody. That includes a client
   that half-closes after sending its request: Granian (hyper) drops such a connection without an
   answer, and tells the app about 0.3 ms later, so the upstream call is aborted then.
 * `relay_stream`: the one place a stream reaches the client. Headers go out only once the
@@ -41,26 +42,46 @@ class ClientGone(Exception):
     """The client disconnected: nothing more can be answered."""
 
 
+# most whole answers are done sooner: their watcher (a task awaiting the client's next message)
+# is only made once they last longer, so a disconnect is noticed within this delay. A stream is
+# watched from its start.
+WATCH_AFTER_SECONDS = 0.05
+
+
 class ClientWatch:
     """Cancels the task serving a request when its client disconnects."""
 
-    __slots__ = ("gone", "task", "watcher")
+    __slots__ = ("gone", "receive", "task", "timer", "watcher")
 
-    def __init__(self, receive: Receive) -> None:
+    def __init__(self, receive: Receive, after: float = 0.0) -> None:
         task = asyncio.current_task()
         assert task is not None
         self.task = task
         self.gone = False
-        self.watcher = asyncio.get_running_loop().create_task(self._watch(receive))
+        self.receive = receive
+        self.watcher: asyncio.Task[None] | None = None
+        self.timer: asyncio.TimerHandle | None = None
+        if after:
+            self.timer = task.get_loop().call_later(after, self._begin)
+        else:
+            self._begin()
 
-    async def _watch(self, receive: Receive) -> None:
+    def _begin(self) -> None:
+        self.timer = None
+        self.watcher = self.task.get_loop().create_task(self._watch())
+
+    async def _watch(self) -> None:
+        receive = self.receive
         while (await receive())["type"] != "http.disconnect":
             pass
         self.gone = True
         self.task.cancel()
 
     def stop(self) -> None:
-        self.watcher.cancel()
+        if self.timer is not None:
+            self.timer.cancel()
+        if self.watcher is not None:
+            self.watcher.cancel()
 
     def absorb(self) -> None:
         """Called on CancelledError: swallow the cancellation it caused, re-raise any other."""

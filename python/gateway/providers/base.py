@@ -27,6 +27,7 @@ from gateway.errors import (
     UpstreamError,
     UpstreamUnavailable,
 )
+from gateway.providers.openai_shapes import embeddings_from_bytes
 from gateway.proxy.limits import ResponseTooLarge
 from gateway.proxy.streaming import sse_events
 from gateway.schemas.responses import Chunk, Response
@@ -146,6 +147,8 @@ class HttpProvider(Provider):
     scaling_rules: ClassVar[Mapping[EndpointType, list[dict[str, Any]]]] = {}
     # TogetherAI-style providers let the client pick the model; most refuse it
     allows_model_override: ClassVar[bool] = False
+    # embeddings answered in OpenAI's shape: decoded from the bytes, vectors kept as sent
+    openai_embeddings: ClassVar[bool] = False
     stream_content_types: ClassVar[tuple[str, ...]] = ("text/event-stream",)
     translator: ClassVar[type[StreamTranslator]] = StreamTranslator
 
@@ -205,6 +208,10 @@ class HttpProvider(Provider):
         body = self.encode_body(request.body)
         headers = await self.authorize(request, body)
         response = await self.client.post(request.url, headers, body, self.label())
+        if kind == EMBEDDINGS and self.openai_embeddings and response.status == 200:
+            fast = embeddings_from_bytes(response.body) if "json" in response.content_type else None
+            if fast is not None:
+                return fast
         data = self.answer(response, response.body)
         try:
             return self.parse_response(kind, data)

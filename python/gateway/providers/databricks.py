@@ -86,6 +86,7 @@ class DatabricksProvider(HttpProvider):
     secret_fields = ("token", "client_secret")
     endpoint_types = frozenset((CHAT, EMBEDDINGS))
     streaming_types = frozenset((CHAT,))
+    openai_embeddings = True
 
     @classmethod
     def check_config(cls, config: Any, model_name: str | None, endpoint_type: EndpointType) -> None:

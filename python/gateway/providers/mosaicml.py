@@ -44,6 +44,7 @@ class MosaicMLProvider(HttpProvider):
     secret_fields = ("mosaicml_api_key",)
     endpoint_types = frozenset((CHAT, COMPLETIONS, EMBEDDINGS))
     streaming_types = frozenset((CHAT, COMPLETIONS))
+    openai_embeddings = True
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)

@@ -36,6 +36,7 @@ class OpenAIProvider(HttpProvider):
     secret_fields = ("openai_api_key",)
     endpoint_types = frozenset((CHAT, COMPLETIONS, EMBEDDINGS))
     streaming_types = frozenset((CHAT, COMPLETIONS))
+    openai_embeddings = True
     native_prompt_lists = True  # OpenAI's completions API takes prompt lists and token arrays
 
     @classmethod

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
+
 from gateway.schemas.responses import (
     ChatChoice,
     ChatChunk,
@@ -91,6 +93,41 @@ def _choice_text(choice: dict[str, Any]) -> str:
     if isinstance(message, dict) and message.get("content") is not None:
         return str(message["content"])
     return choice.get("text") or ""
+
+
+class _Vector(msgspec.Struct):
+    embedding: msgspec.Raw
+
+
+class _Usage(msgspec.Struct):
+    prompt_tokens: int | None
+    total_tokens: int | None
+
+
+class _Embeddings(msgspec.Struct):
+    data: list[_Vector]
+    model: str
+    usage: _Usage
+
+
+_decode_embeddings = msgspec.json.Decoder(_Embeddings).decode
+
+
+def embeddings_from_bytes(body: bytes) -> EmbeddingsResponse | None:
+    """`embeddings_response` straight from the upstream's bytes, each vector kept as its JSON
+    text: 1536 floats are neither made into Python objects nor printed again (about half of an
+    embeddings request's CPU, benches/results/2026-12-04-speed.md). None when the body is not
+    exactly that shape: the general path then decides, and reports what is wrong."""
+    try:
+        answer = _decode_embeddings(body)
+    except msgspec.DecodeError:  # ValidationError included
+        return None
+    usage = answer.usage
+    return EmbeddingsResponse(
+        data=[EmbeddingItem(embedding=item.embedding, index=index) for index, item in enumerate(answer.data)],
+        model=answer.model,
+        usage={"prompt_tokens": usage.prompt_tokens, "total_tokens": usage.total_tokens},
+    )
 
 
 def embeddings_response(data: Payload) -> EmbeddingsResponse:

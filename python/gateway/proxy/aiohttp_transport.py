@@ -2,7 +2,8 @@
 
 The lean client in http1.py speaks to origins directly; proxies (absolute-form requests,
 CONNECT tunnels, proxy auth) are aiohttp's job. One session per worker, created lazily inside
-the running loop.
+the running loop; this module (and aiohttp, about 10 MB) is imported by the first proxied
+request (UpstreamClient._proxied), so workers without a proxy never load it.
 
 aiohttp's own decompression is off: bodies are inflated by limits.Inflater, in bounded steps and
 under the same ratio and size caps as the direct path. Reads are pulled by the caller, so

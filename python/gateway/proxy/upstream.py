@@ -18,22 +18,24 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import ctypes.util
+import importlib
 import socket
 import ssl
+import sys
 import time
 import urllib.request
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import AsyncIterator, Callable
+from contextlib import suppress
 from contextvars import ContextVar
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
-import aiohttp
-
 from gateway.errors import GatewayError, UpstreamTimeout, UpstreamUnavailable
-from gateway.proxy.aiohttp_transport import AiohttpTransport
 from gateway.proxy.http1 import STREAM_PIECE, Http1Connection, Http1Pool, ResponseHead
 from gateway.proxy.limits import BodyLimits, ProtocolError, ResponseTooLarge
+
+if TYPE_CHECKING:  # aiohttp loads on first use (see `import_in_thread`)
+    from gateway.proxy.aiohttp_transport import AiohttpTransport
 
 Origin = tuple[str, str, int]
 # once this many exchanges were in flight at once, and then none for QUIET_SECONDS, the C heap's
@@ -153,14 +155,13 @@ class UpstreamStream:
                 yield chunk
             return
         chunks = self._chunks
-        with _failures(self._label, self._timeout, "stopped sending for"):
-            while True:
-                async with asyncio.timeout(self._timeout):
-                    try:
-                        chunk = await anext(chunks)
-                    except StopAsyncIteration:
-                        return
-                yield chunk
+        while True:
+            with _Deadline(self._label, self._timeout, "stopped sending for"):
+                try:
+                    chunk = await anext(chunks)
+                except StopAsyncIteration:
+                    return
+            yield chunk
 
     async def _iter_until_deadline(self, deadline: float, total: float) -> AsyncIterator[bytes]:
         """`iter_chunks` for an endpoint with `timeouts.total_seconds`: the stream must also end
@@ -184,7 +185,7 @@ class UpstreamStream:
                 raise
             except ResponseTooLarge as exc:
                 raise UpstreamUnavailable(f"{self._label} {exc}") from None
-            except (OSError, ProtocolError, aiohttp.ClientError) as exc:
+            except transport_errors() as exc:
                 raise UpstreamUnavailable(f"{self._label} could not be reached: {describe(exc)}") from None
             yield chunk
 
@@ -199,7 +200,9 @@ class UpstreamStream:
                     read += len(chunk)
                     if read > most:
                         break
-        except (TimeoutError, OSError, ProtocolError, aiohttp.ClientError):
+        except TimeoutError:
+            pass
+        except transport_errors():
             pass
         self.release()
 
@@ -248,7 +251,7 @@ class UpstreamClient:
         self._ssl = ssl.create_default_context()
         size = settings().upstream_idle_connections if pool_size is None else pool_size
         self._pool = Http1Pool(self._ssl, timeout_seconds, self.limits, size)
-        self._aiohttp = AiohttpTransport(self._ssl, timeout_seconds)
+        self._aiohttp: AiohttpTransport | None = None  # made by the first proxied request
         self._proxies = urllib.request.getproxies_environment()
         self._proxy_by_origin: dict[Origin, str | None] = {}
         self._targets: dict[str, tuple[Origin, bytes]] = {}
@@ -272,28 +275,28 @@ class UpstreamClient:
         self, url: str, headers: dict[str, str], body: bytes, label: str, timed: Deadlines | None = None
     ) -> UpstreamResponse:
         total = self.timeout_seconds if timed is None else timed.total
-        with _failures(label, total, "did not answer within"):
-            async with asyncio.timeout(total):
-                origin, head = self._target(url)
-                proxy = self.proxy_for_origin(origin)
-                if proxy is not None:
-                    async with await self._aiohttp.open(url, headers, body, proxy, stream=False) as response:
-                        if timed is not None:
-                            _saw_head(response.status)
-                        data = await AiohttpTransport.read_body(response, self.limits)
-                        return UpstreamResponse(
-                            response.status, response.reason or "", _lower(response.headers), data
-                        )
-                conn, status = await self._exchange(
-                    origin, head, headers, body, self.limits.max_response_bytes, timed, label
-                )
-                if timed is not None:
-                    _saw_head(status.status)
-                try:
-                    data = await conn.read_body()
-                finally:
-                    self._pool.release(conn)
-                return UpstreamResponse(status.status, status.reason, status.headers, data)
+        with _Deadline(label, total, "did not answer within"):
+            origin, head = self._target(url)
+            proxy = self.proxy_for_origin(origin)
+            if proxy is not None:
+                proxied = await self._proxied()
+                async with await proxied.open(url, headers, body, proxy, stream=False) as response:
+                    if timed is not None:
+                        _saw_head(response.status)
+                    data = await proxied.read_body(response, self.limits)
+                    return UpstreamResponse(
+                        response.status, response.reason or "", _lower(response.headers), data
+                    )
+            conn, status = await self._exchange(
+                origin, head, headers, body, self.limits.max_response_bytes, timed, label
+            )
+            if timed is not None:
+                _saw_head(status.status)
+            try:
+                data = await conn.read_body()
+            finally:
+                self._pool.release(conn)
+            return UpstreamResponse(status.status, status.reason, status.headers, data)
 
     async def stream(
         self, url: str, headers: dict[str, str], body: bytes, label: str, timed: Deadlines | None = None
@@ -312,23 +315,23 @@ class UpstreamClient:
     ) -> UpstreamStream:
         if timed is not None:
             return await self._timed_stream(url, headers, body, label, timed)
-        with _failures(label, self.timeout_seconds, "did not answer within"):
-            async with asyncio.timeout(self.timeout_seconds):
-                origin, head = self._target(url)
-                proxy = self.proxy_for_origin(origin)
-                if proxy is not None:
-                    response = await self._aiohttp.open(url, headers, body, proxy, stream=True)
-                    return UpstreamStream(
-                        response.status,
-                        response.reason or "",
-                        _lower(response.headers),
-                        AiohttpTransport.chunks(response, self.limits),
-                        lambda: self._released(response.release),
-                        label,
-                        self.timeout_seconds,
-                        self.limits,
-                    )
-                conn, status = await self._exchange(origin, head, headers, body)
+        with _Deadline(label, self.timeout_seconds, "did not answer within"):
+            origin, head = self._target(url)
+            proxy = self.proxy_for_origin(origin)
+            if proxy is not None:
+                proxied = await self._proxied()
+                response = await proxied.open(url, headers, body, proxy, stream=True)
+                return UpstreamStream(
+                    response.status,
+                    response.reason or "",
+                    _lower(response.headers),
+                    proxied.chunks(response, self.limits),
+                    lambda: self._released(response.release),
+                    label,
+                    self.timeout_seconds,
+                    self.limits,
+                )
+            conn, status = await self._exchange(origin, head, headers, body)
         return UpstreamStream(
             status.status,
             status.reason,
@@ -351,25 +354,25 @@ class UpstreamClient:
         until = timed.stream_total
         deadline = (loop.time() + until, until) if until is not None else None
         head_within = timed.total if until is None else min(timed.total, until)
-        with _failures(label, head_within, "did not answer within"):
-            async with asyncio.timeout(head_within):
-                origin, head = self._target(url)
-                proxy = self.proxy_for_origin(origin)
-                if proxy is not None:
-                    response = await self._aiohttp.open(url, headers, body, proxy, stream=True)
-                    _saw_head(response.status)
-                    return UpstreamStream(
-                        response.status,
-                        response.reason or "",
-                        _lower(response.headers),
-                        AiohttpTransport.chunks(response, self.limits),
-                        lambda: self._released(response.release),
-                        label,
-                        timed.between_chunks,
-                        self.limits,
-                        deadline,
-                    )
-                conn, status = await self._exchange(origin, head, headers, body, 0, timed, label)
+        with _Deadline(label, head_within, "did not answer within"):
+            origin, head = self._target(url)
+            proxy = self.proxy_for_origin(origin)
+            if proxy is not None:
+                proxied = await self._proxied()
+                response = await proxied.open(url, headers, body, proxy, stream=True)
+                _saw_head(response.status)
+                return UpstreamStream(
+                    response.status,
+                    response.reason or "",
+                    _lower(response.headers),
+                    proxied.chunks(response, self.limits),
+                    lambda: self._released(response.release),
+                    label,
+                    timed.between_chunks,
+                    self.limits,
+                    deadline,
+                )
+            conn, status = await self._exchange(origin, head, headers, body, 0, timed, label)
         _saw_head(status.status)
         return UpstreamStream(
             status.status,
@@ -449,6 +452,19 @@ class UpstreamClient:
                 raise
         raise AssertionError("unreachable")
 
+    async def _proxied(self) -> AiohttpTransport:
+        """The aiohttp transport, made on the first request to an origin behind a proxy: a
+        worker that has none never loads aiohttp (about 10 MB)."""
+        transport = self._aiohttp
+        if transport is None:
+            await import_in_thread("gateway.proxy.aiohttp_transport")
+            from gateway.proxy.aiohttp_transport import AiohttpTransport
+
+            transport = self._aiohttp  # another request may have made it meanwhile
+            if transport is None:
+                transport = self._aiohttp = AiohttpTransport(self._ssl, self.timeout_seconds)
+        return transport
+
     def _released(self, release: Callable[[], None]) -> None:
         try:
             release()
@@ -511,7 +527,31 @@ class UpstreamClient:
         if self._trim_timer is not None:
             self._trim_timer.cancel()
         self._pool.close()
-        await self._aiohttp.close()
+        if self._aiohttp is not None:
+            await self._aiohttp.close()
+
+
+_IMPORTED: set[str] = set()
+
+
+async def import_in_thread(module: str) -> None:
+    """Imports `module` the first time, in a thread: aiohttp (for proxied origins, health
+    checks and forwarded GET/DELETEs) takes about 0.2 s to import, which would stall every
+    request on the event loop. The caller then imports it again, from sys.modules."""
+    if module not in _IMPORTED:
+        await asyncio.to_thread(importlib.import_module, module)
+        _IMPORTED.add(module)
+
+
+_TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (OSError, ProtocolError)
+
+
+def transport_errors() -> tuple[type[BaseException], ...]:
+    """What a failed exchange raises, for `except` clauses (evaluated only once something was
+    raised): OSError, ProtocolError and, once aiohttp is loaded, its ClientError (none can exist
+    before)."""
+    client_error = getattr(sys.modules.get("aiohttp"), "ClientError", None)
+    return _TRANSPORT_ERRORS if client_error is None else (*_TRANSPORT_ERRORS, client_error)
 
 
 _LIBC: list[ctypes.CDLL | None] = []  # loaded on first use; None where there is no malloc_trim
@@ -550,19 +590,50 @@ def _lower(headers: object) -> dict[str, str]:
     return {str(k).lower(): str(v) for k, v in items}
 
 
-@contextmanager
-def _failures(label: str, timeout: float, waited: str) -> Iterator[None]:
-    """Transport failures as gateway errors that name the endpoint and provider."""
-    try:
-        yield
-    except TimeoutError:
+class _Deadline:
+    """`asyncio.timeout(seconds)` and transport failures turned into gateway errors that name
+    the endpoint and provider, in one plain context manager: on the request path a deadline
+    costs one timer, not a timeout object and a generator (asyncio.timeout's own semantics:
+    only its own cancellation becomes the timeout)."""
+
+    __slots__ = ("cancelling", "expired", "handle", "label", "seconds", "task", "waited")
+
+    def __init__(self, label: str, seconds: float, waited: str) -> None:
+        self.label = label
+        self.seconds = seconds
+        self.waited = waited
+
+    def __enter__(self) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self.task = task
+        self.cancelling = task.cancelling()
+        self.expired = False
+        loop = task.get_loop()
+        self.handle = loop.call_at(loop.time() + self.seconds, self._expire)
+
+    def _expire(self) -> None:
+        self.expired = True
+        self.task.cancel()
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, _: Any) -> None:
+        self.handle.cancel()
+        if self.expired and self.task.uncancel() <= self.cancelling and kind is asyncio.CancelledError:
+            raise UpstreamTimeout(f"{self.label} {self.waited} {self.seconds:g}s.") from None
+        if error is not None and not isinstance(error, asyncio.CancelledError):
+            _raise_translated(error, self.label, self.seconds, self.waited)
+
+
+def _raise_translated(error: BaseException, label: str, timeout: float, waited: str) -> None:
+    """A transport failure as the gateway error naming the endpoint; anything else passes."""
+    if isinstance(error, TimeoutError):
         raise UpstreamTimeout(f"{label} {waited} {timeout:g}s.") from None
-    except GatewayError:
-        raise
-    except ResponseTooLarge as exc:  # "sent a response larger than the 64 MiB limit (...)"
-        raise UpstreamUnavailable(f"{label} {exc}") from None
-    except (OSError, ProtocolError, aiohttp.ClientError) as exc:
-        raise UpstreamUnavailable(f"{label} could not be reached: {describe(exc)}") from None
+    if isinstance(error, GatewayError):
+        return
+    if isinstance(error, ResponseTooLarge):  # "sent a response larger than the 64 MiB limit (...)"
+        raise UpstreamUnavailable(f"{label} {error}") from None
+    if isinstance(error, transport_errors()):
+        raise UpstreamUnavailable(f"{label} could not be reached: {describe(error)}") from None
 
 
 def bypasses_proxy(host: str, no_proxy: str) -> bool:
@@ -581,20 +652,39 @@ def bypasses_proxy(host: str, no_proxy: str) -> bool:
 
 def describe(exc: BaseException) -> str:
     """A reason without the URL."""
-    if isinstance(exc, ssl.SSLCertVerificationError | aiohttp.ClientConnectorCertificateError):
-        error = exc.certificate_error if isinstance(exc, aiohttp.ClientConnectorCertificateError) else exc
-        reason = getattr(error, "verify_message", None) or "untrusted certificate"
-        return f"TLS certificate verification failed ({reason}); set SSL_CERT_FILE for a private CA"
-    if isinstance(exc, ssl.SSLError | aiohttp.ClientSSLError):
+    client_error = getattr(sys.modules.get("aiohttp"), "ClientError", None)
+    if client_error is not None and isinstance(exc, client_error):
+        reason = _describe_aiohttp(exc)
+        if reason is not None:
+            return reason
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return _untrusted(exc)
+    if isinstance(exc, ssl.SSLError):
         return "TLS handshake failed"
     if isinstance(exc, ProtocolError):
         return str(exc)
     if isinstance(exc, socket.gaierror):
         return "the host name did not resolve"
+    if isinstance(exc, OSError):
+        return f"connection failed ({exc.strerror or type(exc).__name__})"
+    return type(exc).__name__
+
+
+def _describe_aiohttp(exc: BaseException) -> str | None:
+    """`describe` of an aiohttp error (aiohttp is loaded: its error exists); None: as others."""
+    import aiohttp
+
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        return _untrusted(exc.certificate_error)
+    if isinstance(exc, aiohttp.ClientSSLError):
+        return "TLS handshake failed"
     if isinstance(exc, aiohttp.ClientConnectorError):
         return f"connection failed ({exc.os_error.strerror or type(exc.os_error).__name__})"
     if isinstance(exc, aiohttp.ServerDisconnectedError):
         return "the server closed the connection"
-    if isinstance(exc, OSError):
-        return f"connection failed ({exc.strerror or type(exc).__name__})"
-    return type(exc).__name__
+    return None
+
+
+def _untrusted(error: BaseException) -> str:
+    reason = getattr(error, "verify_message", None) or "untrusted certificate"
+    return f"TLS certificate verification failed ({reason}); set SSL_CERT_FILE for a private CA"

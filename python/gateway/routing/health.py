@@ -6,6 +6,8 @@ No credential is sent, so none can leak to a probe URL.
 
 A checker starts on the first request that consults it (a worker's event loop runs by then) and
 stops by itself once no request has asked for a while (its endpoint was removed by a reload).
+Probes use aiohttp, imported (off the event loop) by the first one: a worker without health
+checks never loads it.
 """
 
 from __future__ import annotations
@@ -14,9 +16,8 @@ import asyncio
 import logging
 import time
 
-import aiohttp
-
 from gateway.config.resilience import HealthCheckConfig
+from gateway.proxy.upstream import import_in_thread
 
 logger = logging.getLogger("gateway.routing")
 IDLE_INTERVALS = 30  # a checker nobody consulted for this many intervals stops
@@ -53,6 +54,9 @@ class HealthState:
 
     async def _probe(self) -> bool:
         # a session per probe: nothing left open when the worker stops (probes are seconds apart)
+        await import_in_thread("aiohttp")
+        import aiohttp
+
         try:
             async with (
                 asyncio.timeout(self.config.timeout_seconds),

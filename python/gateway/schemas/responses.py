@@ -56,7 +56,8 @@ class CompletionsResponse(Struct, kw_only=True):
 
 class EmbeddingItem(Struct, kw_only=True):
     object: str = "embedding"
-    embedding: list[float] | str
+    # Raw: an OpenAI-shaped upstream's vector as it sent it (providers/openai_shapes.py)
+    embedding: list[float] | str | msgspec.Raw
     index: int
 
 

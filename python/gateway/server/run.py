@@ -29,6 +29,7 @@ from gateway.server.connections import granian_options
 from gateway.server.process import mark_supervisor
 from gateway.server.tls import MIN_TLS_VERSION, TlsFiles, granian_files
 from gateway.settings import settings
+from gateway.usage.writer_process import usage_writer_process
 
 BACKLOG = 2048
 # a worker slot that crashes more than CRASH_LIMIT times within CRASH_WINDOW_SECONDS is in a
@@ -218,6 +219,7 @@ def serve(
     *,
     config_text: str,
     tls: TlsFiles | None = None,
+    database_url: str | None = None,
 ) -> None:
     """Serve until SIGTERM / SIGINT. `config_text` is the config the caller validated: the last
     good config a worker starts from while the file is invalid (control/snapshot.py). `tls`,
@@ -227,7 +229,7 @@ def serve(
             granian_tls = stack.enter_context(granian_files(tls))
         except OSError as exc:
             sys.exit(f"Error: cannot keep the decrypted TLS key: {exc.strerror or exc}")
-        _serve(config_path, host, port, workers, log_level, config_text, granian_tls)
+        _serve(config_path, host, port, workers, log_level, config_text, granian_tls, database_url)
 
 
 def _serve(
@@ -238,6 +240,7 @@ def _serve(
     log_level: str,
     config_text: str,
     tls: TlsFiles | None,
+    database_url: str | None,
 ) -> None:
     os.environ["MLFLOW_GATEWAY_CONFIG"] = config_path
     try:
@@ -269,6 +272,13 @@ def _serve(
     )
     # the rate-limit and budget tables every worker maps and the last good config, all created before the
     # workers are spawned and removed when serving ends
-    # and the directory of the workers' metric files (observe/metrics.py)
-    with host_table_file(), budget_table_file(), config_snapshot(config_text), metrics_directory():
+    # and the directory of the workers' metric files (observe/metrics.py); then, with a database,
+    # the process the workers send their usage records to (usage/writer_process.py)
+    with (
+        host_table_file(),
+        budget_table_file(),
+        config_snapshot(config_text),
+        metrics_directory(),
+        usage_writer_process(database_url),
+    ):
         server.serve()

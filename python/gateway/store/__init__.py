@@ -1,8 +1,9 @@
 """Consumer keys in a real database (SQLite for one host, PostgreSQL for several).
 
     db.py        one engine per process and URL; errors as DatabaseUnavailable, no password
-    schema.py    the tables (Core); migrations/ creates them (Alembic, run in process)
+    schema.py    the tables (Core); migrations/ creates them (Alembic, imported only to migrate)
     migrate.py   migrate(url), prepare_database(url): idempotent, safe to run concurrently
+    prepare.py   `python -m gateway.store.prepare`: prepare_database in a process of its own
     keys.py      KeyStore (create, list, get, update, revoke, changes_since) and KeyRecord
     cache.py     KeyCache: each worker's in-memory map of live keys, kept current by polling
 

@@ -4,20 +4,18 @@
 processes start at once: the whole upgrade runs in one transaction that first takes a lock,
 a PostgreSQL transaction-level advisory lock or SQLite's write lock (BEGIN IMMEDIATE on the
 database file), so the others wait, then find the schema current and do nothing.
-`prepare_database(url)` is what `gateway start` calls before any worker spawns.
+`prepare_database(url)` is what `gateway start` runs before any worker spawns, in a process of
+its own (prepare.py), so Alembic (about 11 MB) never sits in the supervisor or its workers;
+Alembic is imported by these functions, not by importing this module.
 """
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy.engine import Connection
 
 from gateway.errors import DatabaseUnavailable
 from gateway.store.db import (
@@ -30,6 +28,10 @@ from gateway.store.db import (
 )
 from gateway.store.schema import VERSION_TABLE
 
+if TYPE_CHECKING:
+    from alembic.config import Config
+    from sqlalchemy.engine import Connection
+
 logger = logging.getLogger("gateway.store")
 MIGRATIONS = Path(__file__).resolve().with_name("migrations")
 # pg_advisory_xact_lock key: the first 8 bytes of "gwkeysdb", a constant every gateway shares
@@ -37,6 +39,8 @@ ADVISORY_LOCK_KEY = int.from_bytes(b"gwkeysdb", "big") & 0x7FFF_FFFF_FFFF_FFFF
 
 
 def _config() -> Config:
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS).replace("%", "%%"))
     config.set_main_option("path_separator", "os")
@@ -44,10 +48,14 @@ def _config() -> Config:
 
 
 def head_revision() -> str | None:
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory.from_config(_config()).get_current_head()
 
 
 def current_revision(connection: Connection) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
     context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
     return context.get_current_revision()
 
@@ -55,6 +63,8 @@ def current_revision(connection: Connection) -> str | None:
 def migrate(url: str) -> str | None:
     """Upgrade the database at `url` to the newest schema; returns that revision. Raises
     `DatabaseUnavailable` (no password in it) when the database cannot be reached."""
+    from alembic import command
+
     try:
         engine = engine_for(url)
     except DatabaseUrlError as error:

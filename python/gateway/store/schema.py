@@ -11,6 +11,8 @@
     team_budgets       one row per team with a budget set by the admin API; a removed budget
                        stays as a row with budget NULL, stamped with its revision, so the
                        workers' polls (revision > R, as for keys) learn of the removal
+    response_states    one row per stored Responses API answer (apis/responses/state.py): its
+                       endpoint and encoded conversation; rows expire at `expires_at` (epoch s)
 """
 
 from __future__ import annotations
@@ -134,4 +136,14 @@ team_budgets = sa.Table(
     sa.Column("updated_at", UTCDateTime(), nullable=False),
     sa.Column("revision", sa.BigInteger(), nullable=False),
     sa.Index("ix_team_budgets_revision", "revision"),
+)
+
+response_states = sa.Table(
+    "response_states",
+    metadata,
+    sa.Column("id", sa.String(128), primary_key=True),
+    sa.Column("endpoint", sa.String(200), nullable=False),
+    sa.Column("expires_at", sa.Float, nullable=False),
+    sa.Column("state", sa.LargeBinary, nullable=False),
+    sa.Index("ix_response_states_expires_at", "expires_at"),
 )

@@ -13,9 +13,10 @@ rate-limit headers.
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -28,12 +29,13 @@ from gateway.pipeline.context import RequestContext, StreamTally
 from gateway.providers.anthropic import AnthropicProvider
 from gateway.providers.anthropic_messages import VERTEX_ANTHROPIC_VERSION, usage
 from gateway.providers.base import Provider
-from gateway.providers.bedrock import BedrockProvider
-from gateway.providers.vertex_ai import VertexAIProvider
 from gateway.proxy.limits import BodyLimits
 from gateway.proxy.upstream import UpstreamResponse, UpstreamStream
 from gateway.server.http import JSON, header, send_bytes
 from gateway.types import Payload
+
+if TYPE_CHECKING:
+    from gateway.providers.vertex_ai import VertexAIProvider
 
 # answer headers the client gets from the provider: its request id and its back-off signals
 PASSED_PREFIXES = ("anthropic-ratelimit-", "x-ratelimit-", "ratelimit-")
@@ -120,12 +122,20 @@ def claude_upstream(provider: Provider) -> ClaudeUpstream | None:
     """The passthrough for an endpoint whose provider speaks the Messages API; None: translate."""
     if isinstance(provider, AnthropicProvider):
         return AnthropicMessages(provider)
-    if isinstance(provider, VertexAIProvider) and provider.family == "claude":
-        return VertexClaudeMessages(provider)
-    if isinstance(provider, BedrockProvider) and provider.family == "anthropic":
-        from gateway.apis.anthropic.bedrock import BedrockClaudeMessages
+    # Vertex AI and Bedrock providers exist only once their modules (with google-auth or
+    # botocore, about 10 MB each) were loaded for such an endpoint: other gateways never load them
+    if "gateway.providers.vertex_ai" in sys.modules:
+        from gateway.providers.vertex_ai import VertexAIProvider
 
-        return BedrockClaudeMessages(provider)
+        if isinstance(provider, VertexAIProvider) and provider.family == "claude":
+            return VertexClaudeMessages(provider)
+    if "gateway.providers.bedrock" in sys.modules:
+        from gateway.providers.bedrock import BedrockProvider
+
+        if isinstance(provider, BedrockProvider) and provider.family == "anthropic":
+            from gateway.apis.anthropic.bedrock import BedrockClaudeMessages
+
+            return BedrockClaudeMessages(provider)
     return None
 
 

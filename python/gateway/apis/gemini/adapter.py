@@ -16,6 +16,7 @@ Errors are Google's `{"error": {"code", "message", "status"}}`, in a stream as i
 
 from __future__ import annotations
 
+import sys
 from collections.abc import AsyncIterator
 
 import orjson
@@ -44,7 +45,6 @@ from gateway.pipeline.context import RequestContext, StreamTally
 from gateway.pipeline.invoke import invoke, open_stream
 from gateway.providers.base import Provider
 from gateway.providers.gemini import GeminiProvider
-from gateway.providers.vertex_ai import VertexAIProvider
 from gateway.proxy.limits import BodyLimits
 from gateway.proxy.upstream import UpstreamResponse, UpstreamStream
 from gateway.schemas.responses import ChatResponse
@@ -77,10 +77,15 @@ def wants_sse(ctx: RequestContext) -> bool:
 
 def native_prefix(provider: Provider) -> str | None:
     """The `.../models/{model}` URL of an endpoint whose upstream speaks this API."""
-    if type(provider) is GeminiProvider or (
-        isinstance(provider, VertexAIProvider) and provider.family == "gemini"
-    ):
+    if type(provider) is GeminiProvider:
         return str(provider.prefix)
+    # a Vertex AI provider exists only once its module (with google-auth, about 10 MB) was
+    # loaded for a Vertex endpoint: other gateways never load it
+    if "gateway.providers.vertex_ai" in sys.modules:
+        from gateway.providers.vertex_ai import VertexAIProvider
+
+        if isinstance(provider, VertexAIProvider) and provider.family == "gemini":
+            return str(provider.prefix)
     return None
 
 

@@ -19,6 +19,7 @@ goes out, so every worker and every gateway sharing the database finds them. Cli
 `store: false` (Codex does) never touch it. Without one they live in each worker's memory only:
 with several workers a follow-up turn may reach a worker that has not seen the first, and gets a
 404. Run one worker, or configure a database, when clients rely on `previous_response_id`.
+SQLAlchemy loads (in the database thread) only with a database.
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ from collections import OrderedDict
 from typing import Any
 
 import orjson
-import sqlalchemy as sa
 
 from gateway.errors import DatabaseUnavailable
 
@@ -40,16 +40,6 @@ TTL_SECONDS = 24 * 3600
 MAX_CONVERSATION_BYTES = 4 * 1024 * 1024
 MAX_MEMORY_BYTES = 64 * 1024 * 1024
 TOO_LARGE = "too_large"  # the marker kept for a conversation over the cap
-
-metadata = sa.MetaData()
-response_states = sa.Table(
-    "response_states",
-    metadata,
-    sa.Column("id", sa.String(128), primary_key=True),
-    sa.Column("endpoint", sa.String(200), nullable=False),
-    sa.Column("expires_at", sa.Float, nullable=False),
-    sa.Column("state", sa.LargeBinary, nullable=False),
-)
 
 
 class ResponseState:
@@ -152,7 +142,10 @@ class ResponseStates:
 
     # -- database (in a thread) ----------------------------------------------------------
     def _insert(self, response_id: str, state: ResponseState, raw: bytes) -> None:
+        import sqlalchemy as sa
+
         from gateway.store.db import transaction
+        from gateway.store.schema import response_states
 
         assert self.database_url is not None
         now = time.time()
@@ -166,7 +159,10 @@ class ResponseStates:
             )
 
     def _read(self, response_id: str) -> ResponseState | None:
+        import sqlalchemy as sa
+
         from gateway.store.db import transaction
+        from gateway.store.schema import response_states
 
         assert self.database_url is not None
         try:
@@ -182,7 +178,10 @@ class ResponseStates:
         return ResponseState.decode(bytes(row[0]), float(row[1])) if row is not None else None
 
     def _delete(self, response_id: str) -> None:
+        import sqlalchemy as sa
+
         from gateway.store.db import transaction
+        from gateway.store.schema import response_states
 
         assert self.database_url is not None
         with transaction(self.database_url, write=True) as connection:

@@ -16,7 +16,6 @@ from __future__ import annotations
 from gateway.config import GatewayConfig, LimitConfig
 from gateway.control.limits.base import CombinedLimiter, Grant, Limiter, Meter, ratelimit_headers
 from gateway.control.limits.host import HostLimiter, host_table, host_table_file
-from gateway.control.limits.redis_store import RedisLimiter, redis_store
 
 __all__ = [
     "CombinedLimiter",
@@ -35,10 +34,16 @@ def build_limiter(
     """The limiter of `owner` ("endpoint|name" or "route|name"). A reload hands in the previous
     one, kept as is when nothing about it changed (its counters are in the store either way)."""
     uri = config.limits_storage
-    store: object = redis_store(uri) if uri else host_table()
     mode = config.limits_failure_mode
-    if previous is not None and previous.same(limit, store) and previous.failure_mode == mode:
-        return previous
     if uri:
-        return RedisLimiter(owner, limit, mode, redis_store(uri))
-    return HostLimiter(owner, limit, mode, host_table())
+        # redis-py (about 9 MB) loads only in gateways whose limits live in Redis
+        from gateway.control.limits.redis_store import RedisLimiter, redis_store
+
+        store = redis_store(uri)
+        if previous is not None and previous.same(limit, store) and previous.failure_mode == mode:
+            return previous
+        return RedisLimiter(owner, limit, mode, store)
+    table = host_table()
+    if previous is not None and previous.same(limit, table) and previous.failure_mode == mode:
+        return previous
+    return HostLimiter(owner, limit, mode, table)
