@@ -332,7 +332,12 @@ def writer_process(features: set[str], workdir: Path) -> Iterator[None]:
         yield
         return
     from gateway.store.migrate import prepare_database
-    from gateway.usage.writer_process import usage_writer_process
+
+    try:
+        from gateway.usage.writer_process import usage_writer_process
+    except ImportError:  # an earlier version (a baseline): its workers write from a thread
+        yield
+        return
 
     url = f"sqlite:///{workdir / 'gateway.db'}"
     prepare_database(url)

@@ -297,8 +297,9 @@ def gateway_config(upstream: str, features: frozenset[str] = frozenset({"limit"}
     return "\n".join(lines) + "\n"
 
 
-def consumer_key(config: Path) -> str:
-    """A consumer key created in the config's database, as an operator would (`gateway keys`)."""
+def consumer_key(config: Path, env: dict[str, str]) -> str:
+    """A consumer key created in the config's database, as an operator would (`gateway keys`),
+    by the target's own version of the gateway (`env`: a baseline's PYTHONPATH)."""
     argv = [
         sys.executable,
         "-m",
@@ -310,8 +311,10 @@ def consumer_key(config: Path) -> str:
         "--name",
         "bench",
     ]
-    out = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=True)
-    return str(json.loads(out.stdout[: out.stdout.rindex("}") + 1])["key"])
+    run = subprocess.run(
+        argv, capture_output=True, text=True, timeout=120, check=True, env={**os.environ, **env}
+    )
+    return str(json.loads(run.stdout[: run.stdout.rindex("}") + 1])["key"])
 
 
 def litellm_config(upstream: str) -> str:
@@ -554,13 +557,14 @@ class Bench:
                 if spec.get("config") == "litellm"
                 else gateway_config(upstream, features, database)
             )
-            self.token = (
-                consumer_key(config) if "key" in features and spec.get("config") == "gateway" else TOKEN
-            )
             fill = {"{config}": str(config), "{port}": str(port), "{upstream}": upstream}
             fill["{access_log}"] = str(self.workdir / f"{name}-{round_index + 1}-access.log")
             argv = [fill.get(part, part) for part in spec["argv"]]
             env = {key: fill.get(value, value) for key, value in spec.get("env", {}).items()}
+            if spec.get("config") == "gateway":
+                # versions before `database_url` in the config read only the environment
+                env["GATEWAY_DATABASE_URL"] = f"sqlite:///{database}"
+                self.token = consumer_key(config, env) if "key" in features else TOKEN
             log(f"round {round_index + 1}: start {name}")
             started = time.monotonic()
             proc = Process(pinned(self.target_cpu, argv), self.workdir / f"{name}-{round_index + 1}.log", env)

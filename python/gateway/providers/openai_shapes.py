@@ -116,7 +116,7 @@ _decode_embeddings = msgspec.json.Decoder(_Embeddings).decode
 def embeddings_from_bytes(body: bytes) -> EmbeddingsResponse | None:
     """`embeddings_response` straight from the upstream's bytes, each vector kept as its JSON
     text: 1536 floats are neither made into Python objects nor printed again (about half of an
-    embeddings request's CPU, benches/results/2026-12-04-speed.md). None when the body is not
+    embeddings request's CPU, benches/results/2026-12-02-profile.md). None when the body is not
     exactly that shape: the general path then decides, and reports what is wrong."""
     try:
         answer = _decode_embeddings(body)

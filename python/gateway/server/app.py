@@ -53,8 +53,8 @@ def settle_heap() -> None:
     """Once a worker has loaded everything: what it loaded is never garbage, so the cyclic
     collector stops scanning it (`gc.freeze`), and young collections run less often. A request
     allocates a few hundred containers and frees them by reference counting; collecting every
-    700 allocations, with full passes over the ~300,000 objects of the loaded modules, took
-    about 5% of a worker's CPU (perf, benches/results/2026-12-04-speed.md)."""
+    700 allocations, with full passes over the ~100,000 objects of the loaded modules, took
+    about 5% of a worker's CPU (perf, benches/results/2026-12-02-profile.md)."""
     gc.collect()
     gc.freeze()
     _, middle, old = gc.get_threshold()

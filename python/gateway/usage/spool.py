@@ -3,7 +3,7 @@
 Under `gateway start` with a database the workers do not write usage records themselves: a
 writer thread in a worker shares its GIL, and the database drivers release and retake the GIL
 around every row, each retake waiting on the event loop (about 30% of a worker's req/s on one
-core, benches/results/2026-12-04-speed.md). `UsageSpool` is the sink the pipeline calls instead:
+core, benches/results/2026-12-02-profile.md). `UsageSpool` is the sink the pipeline calls instead:
 it appends the record to a bounded list and, at most every SEND_INTERVAL_SECONDS, sends what
 has gathered as one msgpack frame over a Unix socket to the writer process
 (usage/writer_process.py), which batches them into the database as `UsageWriter` does.

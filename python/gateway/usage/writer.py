@@ -94,6 +94,7 @@ FIELDS = attrgetter(*("cost_usd" if column == "cost_nano_usd" else column for co
 CLIPPED = tuple((COLUMNS.index(column), limit) for column, limit in TEXT_LIMITS.items())
 STARTED_AT = COLUMNS.index("started_at")
 COST = COLUMNS.index("cost_nano_usd")
+FLAGS = tuple(COLUMNS.index(column) for column in ("stream", "estimated", "priced"))
 
 
 def row_of(record: UsageRecord, sqlite: bool = False) -> tuple[Any, ...]:
@@ -103,7 +104,12 @@ def row_of(record: UsageRecord, sqlite: bool = False) -> tuple[Any, ...]:
 
     row = list(FIELDS(record))
     started_at = record.started_at
-    row[STARTED_AT] = _sqlite_time(started_at) if sqlite else datetime.fromtimestamp(started_at, UTC)
+    if sqlite:
+        row[STARTED_AT] = _sqlite_time(started_at)
+        for index in FLAGS:  # SQLite stores booleans as 0/1; ints skip the driver's adapter lookup
+            row[index] = int(row[index])
+    else:
+        row[STARTED_AT] = datetime.fromtimestamp(started_at, UTC)
     row[COST] = round(record.cost_usd * NANO_USD)
     for index, limit in CLIPPED:
         value = row[index]
@@ -208,6 +214,10 @@ class UsageWriter:
         thread = self._thread
         if thread is not None:
             thread.join(deadline)
+        self.abandon(deadline)
+
+    def abandon(self, deadline: float = STOP_DEADLINE_SECONDS) -> None:
+        """At shutdown, once writing has stopped: what is left is counted (and logged) as lost."""
         left = len(self)
         if left:
             # the thread may still be inside a write: what it holds is counted as lost here
@@ -223,7 +233,7 @@ class UsageWriter:
         backoff = RETRY_MIN_SECONDS
         while True:
             stopping = self._stopping.is_set()
-            if not self._flush():
+            if not self.flush():
                 if stopping:  # one last attempt failed: close() counts what is left
                     return
                 self._stopping.wait(backoff)  # only stop() cuts a backoff short
@@ -235,8 +245,9 @@ class UsageWriter:
             self._wake.wait(self.interval)
             self._wake.clear()
 
-    def _flush(self) -> bool:
-        """Write every buffered record, batch by batch. False when the database is down."""
+    def flush(self) -> bool:
+        """Write every buffered record, batch by batch, in the caller's thread (the writer
+        thread, or the writer process's only one). False when the database is down."""
         while True:
             if not self._pending:
                 buffer = self._buffer

@@ -5,7 +5,8 @@ supervisor): it binds a Unix socket in a private (0700) directory, names it to t
 GATEWAY_USAGE_SOCKET, and starts `python -m gateway.usage.writer_process` with the listening
 socket. Each worker's `UsageSpool` (usage/spool.py) sends its records there in batches; this
 process feeds them to a `UsageWriter` (usage/writer.py: bounded buffer, batched inserts, outage
-retries and logging), whose thread now shares a GIL with nothing on the request path.
+logging), and writes its batches from its one thread, sharing a GIL with nothing on the request
+path.
 
 The supervisor restarts the process if it dies (the listening socket is the supervisor's, so
 workers reconnect to the new one). On SIGTERM or SIGINT it keeps reading until every worker has
@@ -35,11 +36,16 @@ from gateway.server.process import die_with_parent, private_base_directory, remo
 from gateway.settings import settings
 from gateway.usage.record import UsageRecord
 from gateway.usage.spool import FRAME, MAX_FRAME_BYTES, SOCKET_ENV
-from gateway.usage.writer import STOP_DEADLINE_SECONDS, UsageWriter
+from gateway.usage.writer import (
+    RETRY_MAX_SECONDS,
+    RETRY_MIN_SECONDS,
+    STOP_DEADLINE_SECONDS,
+    UsageWriter,
+)
 
 DIRECTORY_PREFIX = "gateway-usage-"
 RESTART_SECONDS = 1.0
-METRICS_SECONDS = 1.0
+BATCH_POLL_SECONDS = 0.1  # how often a full batch is looked for
 
 logger = logging.getLogger("gateway.usage")
 
@@ -179,22 +185,43 @@ async def _serve(listener: socket.socket, database_url: str) -> None:
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    # no writer thread: this process does nothing else, so batches are written from its one
+    # thread, between reads (a thread costs a GIL handoff per row, as it did in the workers)
     writer = UsageWriter(database_url)
-    writer.start()
     intake = _Intake(writer)
     server = await asyncio.start_unix_server(intake.handle, sock=listener)
-    while not stop.is_set():
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), METRICS_SECONDS)
-        intake.count_dropped()
+    flushing = loop.create_task(_write_batches(writer, intake, stop))
+    await stop.wait()
     # a signal to the whole process group reaches this process while the workers still drain:
     # keep reading until they have all sent what they hold and closed
     server.close()
     until = time.monotonic() + settings().drain_seconds + STOP_DEADLINE_SECONDS
     while intake.connections and time.monotonic() < until:
         await asyncio.sleep(0.05)
-    await writer.stop()
+    flushing.cancel()
+    deadline = time.monotonic() + STOP_DEADLINE_SECONDS
+    while len(writer) and time.monotonic() < deadline and writer.flush() is False:
+        await asyncio.sleep(0.5)
+    writer.abandon()
     intake.count_dropped()
+
+
+async def _write_batches(writer: UsageWriter, intake: _Intake, stop: asyncio.Event) -> None:
+    """A batch when one is full, else every `writer.interval`; a database that is down is
+    retried with a doubling backoff (the writer logs the outage once)."""
+    backoff = RETRY_MIN_SECONDS
+    last = time.monotonic()
+    while True:
+        await asyncio.sleep(BATCH_POLL_SECONDS)
+        if len(writer) < writer.batch_size and time.monotonic() - last < writer.interval:
+            continue
+        last = time.monotonic()
+        if writer.flush():
+            backoff = RETRY_MIN_SECONDS
+        else:
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, RETRY_MAX_SECONDS)
+        intake.count_dropped()
 
 
 def main() -> None:
