@@ -324,3 +324,16 @@ class SharedCounters:
         """Add `amount` to each `(key, expires_at)` and return the new totals; an item whose
         `expires_at <= now` counts nothing (total 0); `expires_at` only moves later.
         `CounterTableError` (and nothing added) if a new counter finds no free slot."""
+
+class ChunkedEncodingError(NativeError): ...
+class ChunkedTrailersTooLarge(NativeError): ...
+
+class ChunkedDecoder:
+    """Incremental decoder of one HTTP/1.1 chunked body (rust/src/chunked/)."""
+
+    def __init__(self, *, max_line: int, trailer_bytes: int, trailer_lines: int) -> None: ...
+    def feed(self, read: bytes) -> tuple[bytes, bool, int]:
+        """`(data, done, rest)`: the chunk data `read` completes, joined; whether the body
+        ended; how many bytes of `read` came after its end."""
+    @property
+    def done(self) -> bool: ...

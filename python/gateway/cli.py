@@ -116,7 +116,7 @@ def _database_ready(url: str) -> bool:
     reason = "Error: the key database cannot be used:"
     try:
         done = subprocess.run(
-            [sys.executable, "-m", "gateway.store.prepare"], input=url.encode(), check=False
+            [sys.executable, "-P", "-m", "gateway.store.prepare"], input=url.encode(), check=False
         )
     except OSError as exc:
         print(f"{reason} the migration process did not start ({exc.strerror or exc})", file=sys.stderr)

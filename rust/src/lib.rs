@@ -5,6 +5,7 @@
 
 use pyo3::prelude::*;
 
+pub mod chunked;
 pub mod counters;
 pub mod errors;
 pub mod eventstream;
@@ -23,6 +24,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     };
     m.add("build_profile", profile)?;
     errors::register(m)?;
+    chunked::py::register(m)?;
     eventstream::py::register(m)?;
     jsonscan::py::register(m)?;
     sse::py::register(m)?;

@@ -5,6 +5,8 @@ provider's usage shape) and its routing (retries and fallbacks between destinati
 
 from __future__ import annotations
 
+import time
+import uuid
 from typing import Any
 
 import httpx
@@ -148,13 +150,21 @@ def test_usage_of_proxied_answers_and_streams(gateway):
         ("claude", "v1/messages", claude_body),
         ("claude", "v1/messages", {**claude_body, "stream": True}),
     ]
-    for endpoint, path, body in calls:
+    ids = [f"usage-of-proxied-{uuid.uuid4().hex}" for _ in calls]
+    for (endpoint, path, body), request_id in zip(calls, ids, strict=True):
         url = f"{gateway.url}/gateway/proxy/{endpoint}/{path}"
-        with httpx.stream("POST", url, json=body, headers=headers, timeout=10) as answer:
+        sent = {**headers, "x-request-id": request_id}
+        with httpx.stream("POST", url, json=body, headers=sent, timeout=10) as answer:
             assert answer.status_code == 200, answer.read()
             answer.read()
-    found = usage_rows(gateway.usage_url, COLUMNS, 3)
-    proxied = [row for row in found if row[0].startswith("/gateway/proxy/")][-3:]
+    # these three requests' records (other tests' may be written later, in another batch)
+    deadline = time.monotonic() + 10
+    while True:
+        found = {row[0]: row[1:] for row in usage_rows(gateway.usage_url, "request_id, " + COLUMNS, 3)}
+        if all(request_id in found for request_id in ids) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    proxied = [found.get(request_id) for request_id in ids]
     claude_counts = (38, 12, 10, False)  # input 25 + cache write 3 + cache read 10, as the provider said
     assert proxied == [
         ("/gateway/proxy/gpt/v1/chat/completions", "gpt", True, 200, 5, 6, 0, False),

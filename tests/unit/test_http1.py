@@ -86,6 +86,31 @@ def test_content_length_keep_alive_and_request_bytes() -> None:
     run(main())
 
 
+@pytest.mark.parametrize(
+    ("after_the_end", "connections"),
+    [(b"", 1), (b"HTTP/1.1 200 OK\r\n", 2)],
+    ids=["clean end: kept alive", "bytes past the end: not reused"],
+)
+def test_chunked_body_with_extensions_and_trailers(after_the_end: bytes, connections: int) -> None:
+    """Chunk extensions and trailers (dribbled 3 bytes at a time) give exactly the chunks'
+    data; a connection whose answer is followed by stray bytes is not trusted again."""
+
+    async def main() -> None:
+        sockets: list[int] = []
+        body = b"4;ext=1\r\nabcd\r\n\t3 \r\nefg\r\n0\r\nX-Checksum: 1\r\nX-More: 2\r\n\r\n"
+        answer = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + body + after_the_end
+        server, url = await serve(await scripted([answer, answer], sockets=sockets))
+        client = UpstreamClient(5)
+        for _ in range(2):
+            response = await client.post(url, {}, b"", "e")
+            assert (response.status, response.body) == (200, b"abcdefg")
+        assert len(sockets) == connections
+        await client.close()
+        server.close()
+
+    run(main())
+
+
 def test_chunked_gzip_stream_in_tiny_pieces() -> None:
     async def main() -> None:
         payload = b"data: " + b"x" * 5000 + b"\n\n" + b"data: [DONE]\n\n"

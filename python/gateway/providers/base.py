@@ -147,7 +147,8 @@ class HttpProvider(Provider):
     scaling_rules: ClassVar[Mapping[EndpointType, list[dict[str, Any]]]] = {}
     # TogetherAI-style providers let the client pick the model; most refuse it
     allows_model_override: ClassVar[bool] = False
-    # embeddings answered in OpenAI's shape: decoded from the bytes, vectors kept as sent
+    # embeddings answered in OpenAI's shape: decoded from the bytes, vectors kept as sent (only
+    # for the class that declares it; msgspec encodes the Raw vectors, orjson could not)
     openai_embeddings: ClassVar[bool] = False
     stream_content_types: ClassVar[tuple[str, ...]] = ("text/event-stream",)
     translator: ClassVar[type[StreamTranslator]] = StreamTranslator
@@ -208,7 +209,8 @@ class HttpProvider(Provider):
         body = self.encode_body(request.body)
         headers = await self.authorize(request, body)
         response = await self.client.post(request.url, headers, body, self.label())
-        if kind == EMBEDDINGS and self.openai_embeddings and response.status == 200:
+        # declared by the class itself: a subclass (a plugin) may parse its answers otherwise
+        if kind == EMBEDDINGS and response.status == 200 and type(self).__dict__.get("openai_embeddings"):
             fast = embeddings_from_bytes(response.body) if "json" in response.content_type else None
             if fast is not None:
                 return fast

@@ -30,6 +30,7 @@ from collections import deque
 from collections.abc import AsyncIterator
 from typing import cast
 
+from gateway._native import ChunkedDecoder, ChunkedEncodingError, ChunkedTrailersTooLarge
 from gateway.proxy.limits import INFLATE_STEP, BodyLimits, Inflater, ProtocolError, ResponseTooLarge
 
 __all__ = ["Http1Connection", "Http1Pool", "ProtocolError", "ResponseHead", "ResponseTooLarge"]
@@ -37,7 +38,6 @@ __all__ = ["Http1Connection", "Http1Pool", "ProtocolError", "ResponseHead", "Res
 MAX_HEAD_BYTES = 64 * 1024
 MAX_HEAD_LINES = 256
 MAX_CHUNK_LINE = 1024  # a chunk-size line, extensions included
-HEX_DIGITS = b"0123456789abcdefABCDEF"
 # Per stream, while its client reads slower than the upstream writes, the gateway holds about
 # HIGH_WATER + READ_SIZE bytes here, plus one STREAM_PIECE parsed into events in the relay
 # (about 10x its size as Python objects): ~150 KB in all, measured with 300 slow readers
@@ -107,7 +107,7 @@ class Http1Connection(asyncio.BufferedProtocol):
         self._head: asyncio.Future[ResponseHead] | None = None
         self._body_mode = ""  # "length" | "chunked" | "close" | "" (no response in progress)
         self._remaining = 0
-        self._chunk_state = 0  # chunked: 0 = size line, 1 = data, 2 = CRLF after data, 3 = trailers
+        self._chunked: ChunkedDecoder | None = None  # a chunked body's decoder (Rust)
         self._chunks: deque[bytes] = deque()
         self._queued = 0
         self._received = 0  # decoded body bytes of this response
@@ -292,7 +292,13 @@ class Http1Connection(asyncio.BufferedProtocol):
         elif "transfer-encoding" in headers:
             if headers["transfer-encoding"].lower() != "chunked":
                 raise ProtocolError("unsupported Transfer-Encoding")
-            self._body_mode, self._chunk_state = "chunked", 0
+            self._body_mode = "chunked"
+            # trailers may use what the head left of its limits
+            self._chunked = ChunkedDecoder(
+                max_line=MAX_CHUNK_LINE,
+                trailer_bytes=max(0, MAX_HEAD_BYTES - self._head_bytes),
+                trailer_lines=max(0, MAX_HEAD_LINES - self._head_lines),
+            )
             if "content-length" in headers:  # both: chunked wins, but do not trust the connection
                 keep_alive = False
         elif "content-length" in headers:
@@ -328,69 +334,27 @@ class Http1Connection(asyncio.BufferedProtocol):
                 if len(data) > len(take):
                     self._keep_alive = self.reusable = False  # bytes past the framed body
         elif self._body_mode == "chunked":
-            self._buffer += data
-            self._parse_chunks()
+            self._parse_chunks(data)
         else:
             self._push(data)
 
-    def _parse_chunks(self) -> None:
-        buffer = self._buffer
-        while True:
-            if self._chunk_state == 0:
-                end = buffer.find(b"\r\n", 0, MAX_CHUNK_LINE + 2)
-                if end < 0:
-                    if len(buffer) > MAX_CHUNK_LINE:
-                        raise ProtocolError("malformed chunk size")
-                    return
-                digits = bytes(buffer[:end]).split(b";", 1)[0].strip(b" \t")
-                # hex digits only: int(x, 16) would also take "-3", "0x1f" or "1_0"
-                if not digits or len(digits) > 15 or digits.strip(HEX_DIGITS):
-                    raise ProtocolError("malformed chunk size")
-                size = int(digits, 16)
-                del buffer[: end + 2]
-                self._remaining = size
-                self._chunk_state = 1 if size else 3
-            elif self._chunk_state == 1:
-                if not buffer:
-                    return
-                take = bytes(buffer[: self._remaining])
-                del buffer[: len(take)]
-                self._remaining -= len(take)
-                self._push(take)
-                if self._remaining == 0:
-                    self._chunk_state = 2
-            elif self._chunk_state == 2:
-                if len(buffer) < 2:
-                    return
-                if buffer[:2] != b"\r\n":
-                    raise ProtocolError("missing CRLF after chunk data")
-                del buffer[:2]
-                self._chunk_state = 0
-            elif not self._parse_trailer():
-                return
-
-    def _parse_trailer(self) -> bool:
-        """One trailer line (ignored); the empty one ends the body. Bounded like a head.
-        False when there is nothing more to parse."""
-        buffer = self._buffer
-        end = buffer.find(b"\r\n")
-        if end < 0:
-            if self._head_bytes + len(buffer) > MAX_HEAD_BYTES:
-                raise ResponseTooLarge(
-                    f"sent response trailers over the {MAX_HEAD_BYTES // 1024} KiB / {MAX_HEAD_LINES} lines limit."
-                )
-            return False
-        del buffer[: end + 2]
-        self._head_bytes += end + 2
-        self._head_lines += 1
-        if self._head_bytes > MAX_HEAD_BYTES or self._head_lines > MAX_HEAD_LINES:
+    def _parse_chunks(self, data: bytes) -> None:
+        """One native call per read: the data of every chunk it completes, joined (a stream of
+        one event per chunk is relayed per read, not per event)."""
+        assert self._chunked is not None
+        try:
+            body, done, rest = self._chunked.feed(data)
+        except ChunkedTrailersTooLarge:
             raise ResponseTooLarge(
                 f"sent response trailers over the {MAX_HEAD_BYTES // 1024} KiB / {MAX_HEAD_LINES} lines limit."
-            )
-        if end == 0:
+            ) from None
+        except ChunkedEncodingError as exc:
+            raise ProtocolError(str(exc)) from None
+        self._push(body)
+        if done:
+            if rest:  # bytes past the end of the response: do not trust the connection
+                self._keep_alive = False
             self._finish()
-            return False
-        return True
 
     def _push(self, data: bytes) -> None:
         if not data:

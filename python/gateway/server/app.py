@@ -29,6 +29,7 @@ from gateway.redact import RedactingFilter
 from gateway.server import catalog, docs
 from gateway.server.http import send_bytes, send_json
 from gateway.server.keys import Keys
+from gateway.server.process import SUPERVISOR_ENV
 from gateway.server.sinks import BACKGROUND_SINKS, build_sinks
 from gateway.settings import settings
 from gateway.types import CHAT, COMPLETIONS, EMBEDDINGS, EndpointType, Receive, Scope, Send
@@ -103,7 +104,8 @@ class GatewayApp:
                     handler.addFilter(redacting)
                 # after the server's own signal handling is in place: add the stream drain clock
                 watch_stop_signals(lambda: settings().drain_seconds)
-                settle_heap()
+                if os.environ.get(SUPERVISOR_ENV):  # a `gateway start` worker, not an embedding host
+                    settle_heap()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 if self.watcher:

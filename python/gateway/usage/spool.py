@@ -55,6 +55,7 @@ class UsageSpool:
         self._connecting: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._outage_since: float | None = None
+        self._last_attempt = -RECONNECT_SECONDS  # monotonic time of the last connection attempt
         self._stopped = False
         self._encode = msgspec.msgpack.Encoder().encode
 
@@ -85,8 +86,8 @@ class UsageSpool:
         self._timer = None
         transport = self._transport
         if transport is None or transport.is_closing():
-            self._connect_soon(0.0)
-            return  # sent once connected
+            self._connect_soon(0.0)  # at most one attempt per RECONNECT_SECONDS; sends on success
+            return
         if transport.get_write_buffer_size() > MAX_UNSENT_BYTES:
             self._retry_later()  # the writer process is behind: records wait (bounded) here
             return
@@ -100,19 +101,23 @@ class UsageSpool:
             self._timer = asyncio.get_running_loop().call_later(RECONNECT_SECONDS, self._send)
 
     def _connect_soon(self, delay: float) -> None:
-        if self._connecting is None or self._connecting.done():
-            self._connecting = asyncio.get_running_loop().create_task(self._connect(delay))
+        """One connection attempt, unless one is under way; never more than one a second."""
+        if self._connecting is not None and not self._connecting.done():
+            return
+        delay = max(delay, self._last_attempt + RECONNECT_SECONDS - time.monotonic())
+        self._connecting = asyncio.get_running_loop().create_task(self._connect(delay))
 
     async def _connect(self, delay: float) -> None:
-        if delay:
+        if delay > 0:
             await asyncio.sleep(delay)
+        self._last_attempt = time.monotonic()
         loop = asyncio.get_running_loop()
         try:
             transport, _ = await loop.create_unix_connection(lambda: _Link(self), self.path)
         except OSError as error:
             self._lost(error)
-            if not self._stopped:
-                self._connect_soon(RECONNECT_SECONDS)
+            if not self._stopped:  # the next attempt, once this task has ended
+                loop.call_soon(self._connect_soon, RECONNECT_SECONDS)
             return
         self._transport = transport
         if self._outage_since is not None:

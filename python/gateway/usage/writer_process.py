@@ -8,16 +8,18 @@ process feeds them to a `UsageWriter` (usage/writer.py: bounded buffer, batched 
 logging), and writes its batches from its one thread, sharing a GIL with nothing on the request
 path.
 
-The supervisor restarts the process if it dies (the listening socket is the supervisor's, so
-workers reconnect to the new one). On SIGTERM or SIGINT it keeps reading until every worker has
-closed its connection (workers send what they hold when they stop) or the drain deadline
-passes, then writes what is left within STOP_DEADLINE_SECONDS and exits 0.
+The supervisor restarts the process whenever it ends early (the listening socket is the
+supervisor's, so workers reconnect to the new one; the records the old one held are lost, and
+logged as such). Only the supervisor stops it, by closing its stdin once the workers have
+stopped (signals to the process group are ignored here: the workers may still be draining);
+it then writes what is left within STOP_DEADLINE_SECONDS and exits 0.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
 import os
 import secrets
@@ -33,7 +35,6 @@ from collections.abc import Iterator
 import msgspec
 
 from gateway.server.process import die_with_parent, private_base_directory, remove_stale_directories
-from gateway.settings import settings
 from gateway.usage.record import UsageRecord
 from gateway.usage.spool import FRAME, MAX_FRAME_BYTES, SOCKET_ENV
 from gateway.usage.writer import (
@@ -44,7 +45,11 @@ from gateway.usage.writer import (
 )
 
 DIRECTORY_PREFIX = "gateway-usage-"
-RESTART_SECONDS = 1.0
+RESTART_SECONDS = 1.0  # first restart delay of a writer process that ended, doubling
+RESTART_MAX_SECONDS = 30.0
+# how long the supervisor waits for the writer at shutdown: its last writes are bounded by
+# STOP_DEADLINE_SECONDS, plus one attempt against a database that does not answer
+STOP_WAIT_SECONDS = STOP_DEADLINE_SECONDS + 15.0
 BATCH_POLL_SECONDS = 0.1  # how often a full batch is looked for
 
 logger = logging.getLogger("gateway.usage")
@@ -61,6 +66,9 @@ def usage_writer_process(database_url: str | None) -> Iterator[str | None]:
     remove_stale_directories(base, DIRECTORY_PREFIX)
     directory = base / f"{DIRECTORY_PREFIX}{os.getpid()}-{secrets.token_hex(6)}"
     directory.mkdir(mode=0o700)
+    # held while serving: how another supervisor tells the directory is in use
+    lock = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    fcntl.flock(lock, fcntl.LOCK_SH)
     path = str(directory / "usage.sock")
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     keeper: _Keeper | None = None
@@ -77,10 +85,16 @@ def usage_writer_process(database_url: str | None) -> Iterator[str | None]:
             keeper.stop()
         listener.close()
         shutil.rmtree(directory, ignore_errors=True)
+        os.close(lock)
 
 
 class _Keeper:
-    """Runs the writer process, and runs it again when it dies of anything but a stop."""
+    """Runs the writer process, and runs it again whenever it ends before `stop()`.
+
+    Only the supervisor stops it: the process ignores SIGINT, SIGTERM and SIGHUP (a Ctrl-C or a
+    `kill` of the whole process group reaches it while the workers still drain) and stops when
+    its stdin closes, which `stop()` does once the workers are gone, or the supervisor's death
+    does."""
 
     def __init__(self, listener: socket.socket, database_url: str) -> None:
         self.listener = listener
@@ -97,40 +111,55 @@ class _Keeper:
     def _spawn(self) -> None:
         fd = self.listener.fileno()
         process = subprocess.Popen(
-            [sys.executable, "-m", "gateway.usage.writer_process", str(fd)],
+            # -P: the current directory never shadows the installed package
+            [sys.executable, "-P", "-m", "gateway.usage.writer_process", str(fd)],
             stdin=subprocess.PIPE,
             pass_fds=(fd,),
         )
         assert process.stdin is not None
         with contextlib.suppress(OSError):  # the URL (it may hold a password) never on a command line
-            process.stdin.write(self.database_url.encode())
-            process.stdin.close()
+            process.stdin.write(self.database_url.encode() + b"\n")
+            process.stdin.flush()
         self.process = process
 
     def _watch(self) -> None:
-        while not self.stopping.is_set():
+        backoff = RESTART_SECONDS
+        while True:
             process = self.process
             assert process is not None
             code = process.wait()
+            if self.stopping.wait(backoff):
+                return
             with self.lock:
-                if self.stopping.is_set() or code == 0:
+                if self.stopping.is_set():
                     return
-                logger.warning("usage records: the usage writer process exited (%s); restarting it", code)
-                time.sleep(RESTART_SECONDS)
-                if not self.stopping.is_set():
+                logger.warning(
+                    "usage records: the usage writer process exited (%s), losing the records it held; restarting it",
+                    code,
+                )
+                try:
                     self._spawn()
+                except OSError as error:
+                    logger.error("usage records: cannot restart the usage writer process: %s", error)
+            backoff = min(backoff * 2, RESTART_MAX_SECONDS)
 
     def stop(self) -> None:
         """After the workers have stopped: the process writes what it holds, then exits."""
         with self.lock:
             self.stopping.set()
             process = self.process
-        if process is None or process.poll() is not None:
+        if process is None:
             return
-        process.send_signal(signal.SIGTERM)
+        if process.stdin is not None:
+            with contextlib.suppress(OSError):
+                process.stdin.close()  # the signal to stop
         try:
-            process.wait(STOP_DEADLINE_SECONDS + 2)
+            process.wait(STOP_WAIT_SECONDS)
         except subprocess.TimeoutExpired:
+            logger.warning(
+                "usage records: the usage writer process did not stop within %.0f s; killed (the records it held are lost)",
+                STOP_WAIT_SECONDS,
+            )
             process.kill()
             process.wait()
 
@@ -183,8 +212,8 @@ class _Intake:
 async def _serve(listener: socket.socket, database_url: str) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+    # only the supervisor stops this process: it closes our stdin (see _Keeper)
+    threading.Thread(target=_wait_for_eof, args=(loop, stop), name="stdin", daemon=True).start()
     # no writer thread: this process does nothing else, so batches are written from its one
     # thread, between reads (a thread costs a GIL handoff per row, as it did in the workers)
     writer = UsageWriter(database_url)
@@ -192,10 +221,10 @@ async def _serve(listener: socket.socket, database_url: str) -> None:
     server = await asyncio.start_unix_server(intake.handle, sock=listener)
     flushing = loop.create_task(_write_batches(writer, intake, stop))
     await stop.wait()
-    # a signal to the whole process group reaches this process while the workers still drain:
-    # keep reading until they have all sent what they hold and closed
+    # the workers have stopped (they send what they hold first): read what a connection still
+    # open has to send, then write the rest
     server.close()
-    until = time.monotonic() + settings().drain_seconds + STOP_DEADLINE_SECONDS
+    until = time.monotonic() + STOP_DEADLINE_SECONDS
     while intake.connections and time.monotonic() < until:
         await asyncio.sleep(0.05)
     flushing.cancel()
@@ -216,19 +245,33 @@ async def _write_batches(writer: UsageWriter, intake: _Intake, stop: asyncio.Eve
         if len(writer) < writer.batch_size and time.monotonic() - last < writer.interval:
             continue
         last = time.monotonic()
-        if writer.flush():
+        try:
+            written = writer.flush()
+            intake.count_dropped()
+        except Exception:  # never end quietly: records would pile up unwritten
+            logger.exception("usage records: the writer failed; retrying")
+            written = False
+        if written:
             backoff = RETRY_MIN_SECONDS
         else:
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, RETRY_MAX_SECONDS)
-        intake.count_dropped()
+
+
+def _wait_for_eof(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
+    with contextlib.suppress(OSError, ValueError):
+        while sys.stdin.buffer.read(4096):
+            pass
+    loop.call_soon_threadsafe(stop.set)
 
 
 def main() -> None:
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_IGN)
     die_with_parent()  # a supervisor killed outright takes its writer with it
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(levelname)s %(name)s: %(message)s")
     listener = socket.socket(fileno=int(sys.argv[1]))
-    database_url = sys.stdin.read()
+    database_url = sys.stdin.buffer.readline().decode().rstrip("\n")
     import uvloop
 
     uvloop.run(_serve(listener, database_url))
