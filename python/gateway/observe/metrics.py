@@ -21,18 +21,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import multiprocessing.util
 import os
-import secrets
-import shutil
 from bisect import bisect_left
 from collections.abc import Iterator
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from gateway.errors import UpstreamError
-from gateway.server.process import private_base_directory, remove_stale_directories
+from gateway.server.process import private_directory
 
 if TYPE_CHECKING:
     from gateway.pipeline.context import RequestContext
@@ -62,24 +59,16 @@ def metrics_directory() -> Iterator[str]:
     """In the supervisor, before the workers spawn: a private (0700) directory for their metric
     files, named in PROMETHEUS_MULTIPROC_DIR, removed when serving ends. A directory left by a
     supervisor that was killed outright is removed by the next one (server/process.py)."""
-    base = private_base_directory()
-    remove_stale_directories(base, DIRECTORY_PREFIX)
-    path = base / f"{DIRECTORY_PREFIX}{os.getpid()}-{secrets.token_hex(6)}"
-    path.mkdir(mode=0o700)
-    # held while serving: how another supervisor tells the directory is in use
-    lock = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    fcntl.flock(lock, fcntl.LOCK_SH)
-    previous = os.environ.get(MULTIPROC_ENV)
-    os.environ[MULTIPROC_ENV] = str(path)
-    try:
-        yield str(path)
-    finally:
-        if previous is None:
-            os.environ.pop(MULTIPROC_ENV, None)
-        else:
-            os.environ[MULTIPROC_ENV] = previous
-        shutil.rmtree(path, ignore_errors=True)
-        os.close(lock)
+    with private_directory(DIRECTORY_PREFIX) as path:
+        previous = os.environ.get(MULTIPROC_ENV)
+        os.environ[MULTIPROC_ENV] = str(path)
+        try:
+            yield str(path)
+        finally:
+            if previous is None:
+                os.environ.pop(MULTIPROC_ENV, None)
+            else:
+                os.environ[MULTIPROC_ENV] = previous
 
 
 def worker_gone(pid: int) -> None:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import fcntl
 import os
+import secrets
 import shutil
 import signal
 import stat
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 PR_SET_PDEATHSIG = 1
@@ -83,3 +86,21 @@ def remove_stale_directories(base: Path, prefix: str) -> None:
             pass
         finally:
             os.close(fd)
+
+
+@contextlib.contextmanager
+def private_directory(prefix: str) -> Iterator[Path]:
+    """In the supervisor, while serving: a private (0700) directory `{prefix}{pid}-{random}`,
+    locked (shared) so another supervisor tells it is in use, removed at the end. One left by a
+    supervisor killed outright is removed by the next one (`remove_stale_directories`)."""
+    base = private_base_directory()
+    remove_stale_directories(base, prefix)
+    path = base / f"{prefix}{os.getpid()}-{secrets.token_hex(6)}"
+    path.mkdir(mode=0o700)
+    lock = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    fcntl.flock(lock, fcntl.LOCK_SH)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+        os.close(lock)

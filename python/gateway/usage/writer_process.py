@@ -19,11 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import logging
 import os
-import secrets
-import shutil
 import signal
 import socket
 import subprocess
@@ -34,7 +31,7 @@ from collections.abc import Iterator
 
 import msgspec
 
-from gateway.server.process import die_with_parent, private_base_directory, remove_stale_directories
+from gateway.server.process import die_with_parent, private_directory
 from gateway.usage.record import UsageRecord
 from gateway.usage.spool import FRAME, MAX_FRAME_BYTES, SOCKET_ENV
 from gateway.usage.writer import (
@@ -62,30 +59,22 @@ def usage_writer_process(database_url: str | None) -> Iterator[str | None]:
     if database_url is None:
         yield None
         return
-    base = private_base_directory()
-    remove_stale_directories(base, DIRECTORY_PREFIX)
-    directory = base / f"{DIRECTORY_PREFIX}{os.getpid()}-{secrets.token_hex(6)}"
-    directory.mkdir(mode=0o700)
-    # held while serving: how another supervisor tells the directory is in use
-    lock = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    fcntl.flock(lock, fcntl.LOCK_SH)
-    path = str(directory / "usage.sock")
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    keeper: _Keeper | None = None
-    try:
-        listener.bind(path)
-        listener.listen(256)
-        keeper = _Keeper(listener, database_url)
-        keeper.start()
-        os.environ[SOCKET_ENV] = path
-        yield path
-    finally:
-        os.environ.pop(SOCKET_ENV, None)
-        if keeper is not None:
-            keeper.stop()
-        listener.close()
-        shutil.rmtree(directory, ignore_errors=True)
-        os.close(lock)
+    with private_directory(DIRECTORY_PREFIX) as directory:
+        path = str(directory / "usage.sock")
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        keeper: _Keeper | None = None
+        try:
+            listener.bind(path)
+            listener.listen(256)
+            keeper = _Keeper(listener, database_url)
+            keeper.start()
+            os.environ[SOCKET_ENV] = path
+            yield path
+        finally:
+            os.environ.pop(SOCKET_ENV, None)
+            if keeper is not None:
+                keeper.stop()
+            listener.close()
 
 
 class _Keeper:
