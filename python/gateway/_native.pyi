@@ -337,3 +337,28 @@ class ChunkedDecoder:
         ended; how many bytes of `read` came after its end."""
     @property
     def done(self) -> bool: ...
+
+class ChatStreamRelay:
+    """One OpenAI-shaped chat stream relayed to the client (rust/src/chatstream/): SSE events
+    in, the client's SSE bytes out, one call per upstream read."""
+
+    def __init__(
+        self, provider: str, *, include_usage: bool, stream_id: str | None = None, max_line_bytes: int
+    ) -> None: ...
+    def feed(self, data: bytes) -> tuple[bytes, bytes | None, bool]:
+        """`(client bytes, the data of an event left to Python or None, [DONE] seen)`; raises
+        SseError when a line or event outgrows `max_line_bytes`."""
+    def finish(self) -> tuple[bytes, bytes | None, bool]:
+        """The upstream's body ended: a last event without its blank line still counts."""
+    def tail(self) -> bytes:
+        """The held chunk that carries `finish_reason` (with the usage unless the client asked
+        for its own usage chunk), then that usage chunk."""
+    def flush_held(self) -> bytes:
+        """The held chunk as it is, when the stream fails."""
+    @property
+    def usage(self) -> bytes | None:
+        """The last usage reported, as JSON."""
+    @property
+    def chars(self) -> int: ...
+    @property
+    def produced(self) -> bool: ...

@@ -23,9 +23,10 @@ from typing import Any
 from gateway.errors import GatewayError
 from gateway.pipeline.context import RequestContext, StreamTally
 from gateway.pipeline.record import record_failure
+from gateway.providers.openai_stream import OpenAIChatStream
 from gateway.proxy.openai_contract import openai_response, openai_stream_contract, wants_usage
 from gateway.proxy.streaming import DONE_EVENT, encode_chunks, error_event
-from gateway.schemas.responses import Chunk, Response
+from gateway.schemas.responses import Response
 from gateway.server.http import SSE_HEADERS, send_json
 from gateway.types import Receive
 
@@ -142,7 +143,12 @@ async def relay_stream(ctx: RequestContext) -> None:
     accepted it; a failure after that an error event (redacted), then the end."""
     assert ctx.stream is not None
     ctx.tally = StreamTally()
-    stream = openai_stream_contract(ctx.stream, wants_usage(ctx.payload), ctx.openai_route, ctx.tally)
+    if isinstance(ctx.stream, OpenAIChatStream) and ctx.stream.untouched:
+        # an OpenAI-shaped chat stream: one native call per upstream read (providers/openai_stream.py)
+        bodies = ctx.stream.client_events(wants_usage(ctx.payload), ctx.openai_route, ctx.tally)
+        stream = None
+    else:
+        stream = openai_stream_contract(ctx.stream, wants_usage(ctx.payload), ctx.openai_route, ctx.tally)
     send = ctx.send
     task = asyncio.current_task()
     assert task is not None
@@ -152,8 +158,12 @@ async def relay_stream(ctx: RequestContext) -> None:
         {"type": "http.response.start", "status": 200, "headers": [*SSE_HEADERS, *ctx.answer_headers()]}
     )
     try:
-        async for batch in stream:
-            await send({"type": "http.response.body", "body": encode_chunks(batch), "more_body": True})
+        if stream is None:
+            async for body in bodies:
+                await send({"type": "http.response.body", "body": body, "more_body": True})
+        else:
+            async for batch in stream:
+                await send({"type": "http.response.body", "body": encode_chunks(batch), "more_body": True})
         tail = DONE_EVENT
     except GatewayError as exc:
         ctx.error = exc
@@ -169,11 +179,11 @@ async def relay_stream(ctx: RequestContext) -> None:
         tail = error_event("Internal server error: see the gateway log.", "server_error", 500)
     finally:
         DRAINING.streams.discard(task)
-        await _close(stream)
+        await _close(bodies if stream is None else stream)
     await send({"type": "http.response.body", "body": tail, "more_body": False})
 
 
-async def _close(stream: AsyncIterator[list[Chunk]]) -> None:
+async def _close(stream: AsyncIterator[Any]) -> None:
     aclose = getattr(stream, "aclose", None)
     if aclose is not None:
         await aclose()

@@ -225,6 +225,11 @@ class HttpProvider(Provider):
             ) from None
 
     async def open_stream(self, kind: EndpointType, payload: Payload) -> AsyncIterator[list[Chunk]]:
+        stream = await self.open_upstream_stream(kind, payload)
+        return self._relay(self.translator(self, kind), stream)
+
+    async def open_upstream_stream(self, kind: EndpointType, payload: Payload) -> UpstreamStream:
+        """The upstream's event stream, opened: an answer that is not one is an error here."""
         request = self.prepare(kind, payload, stream=True)
         body = self.encode_body(request.body)
         headers = await self.authorize(request, body)
@@ -237,7 +242,7 @@ class HttpProvider(Provider):
             raise UpstreamUnavailable(
                 f"{self.label()} did not return an event stream: {orjson.dumps(data).decode()[:500]}"
             )
-        return self._relay(self.translator(self, kind), stream)
+        return stream
 
     async def _relay(self, translator: StreamTranslator, stream: Any) -> AsyncIterator[list[Chunk]]:
         clean = False
@@ -263,19 +268,10 @@ class HttpProvider(Provider):
             if not produced:
                 raise UpstreamUnavailable(f"{self.label()} ended its stream without sending any event.")
             clean = True
-        except ResponseTooLarge as exc:  # an SSE event over GATEWAY_MAX_STREAM_EVENT_BYTES
-            raise UpstreamUnavailable(f"{self.label()} {exc}") from None
-        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
-            raise UpstreamUnavailable(
-                f"Malformed stream event from {self.label()}: {type(exc).__name__}: {exc}"
-            ) from None
+        except STREAM_FAULTS as exc:
+            raise stream_failure(self.label(), exc) from None
         finally:
-            if clean:
-                # finish reading the HTTP framing in the background (the client's [DONE] must
-                # not wait for it) so the upstream connection can be kept alive
-                _background(stream.drain())
-            else:
-                stream.release()
+            end_stream(stream, clean)
 
     def answer(self, response: UpstreamResponse | UpstreamStream, body: bytes) -> Payload:
         """`decode`, with the upstream's back-off headers kept on its errors and a server-side
@@ -310,6 +306,26 @@ class HttpProvider(Provider):
 
 
 _BACKGROUND: set[asyncio.Task[None]] = set()
+
+
+# what a malformed or oversized stream event raises while it is read or translated
+STREAM_FAULTS = (ResponseTooLarge, KeyError, TypeError, ValueError, IndexError, AttributeError)
+
+
+def stream_failure(label: str, exc: Exception) -> UpstreamUnavailable:
+    if isinstance(exc, ResponseTooLarge):  # an SSE event over GATEWAY_MAX_STREAM_EVENT_BYTES
+        return UpstreamUnavailable(f"{label} {exc}")
+    return UpstreamUnavailable(f"Malformed stream event from {label}: {type(exc).__name__}: {exc}")
+
+
+def end_stream(stream: UpstreamStream, clean: bool) -> None:
+    """A stream that ended by its own marker finishes reading the HTTP framing in the
+    background (the client's [DONE] must not wait for it) so the upstream connection can be
+    kept alive; any other end lets the connection go."""
+    if clean:
+        _background(stream.drain())
+    else:
+        stream.release()
 
 
 def _background(work: Coroutine[Any, Any, None]) -> None:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any, Literal
 
 from gateway.errors import ConfigError, UpstreamUnavailable
-from gateway.providers.base import HttpProvider, ProviderConfig, UpstreamRequest
+from gateway.providers.base import HttpProvider, ProviderConfig, StreamTranslator, UpstreamRequest
 from gateway.providers.openai_shapes import (
     chat_chunk,
     chat_response,
@@ -14,6 +15,7 @@ from gateway.providers.openai_shapes import (
     embeddings_response,
     with_usage,
 )
+from gateway.providers.openai_stream import OpenAIChatStream
 from gateway.schemas.responses import Chunk, Response
 from gateway.types import CHAT, COMPLETIONS, EMBEDDINGS, EndpointType, Payload
 
@@ -97,6 +99,13 @@ class OpenAIProvider(HttpProvider):
             return completions_response(data)
         return embeddings_response(data)
 
+    async def open_stream(self, kind: EndpointType, payload: Payload) -> AsyncIterator[list[Chunk]]:
+        stream = await self.open_upstream_stream(kind, payload)
+        chunks = self._relay(self.translator(self, kind), stream)
+        if kind == CHAT and _relays_natively(type(self)):
+            return OpenAIChatStream(chunks, stream, self)
+        return chunks
+
     def parse_chunk(self, kind: EndpointType, data: Payload) -> Chunk | None:
         if "error" in data:
             error = data["error"]
@@ -105,3 +114,19 @@ class OpenAIProvider(HttpProvider):
         if kind == CHAT:
             return chat_chunk(data, self.name)
         return completions_chunk(data)
+
+
+_NATIVE: dict[type[OpenAIProvider], bool] = {}
+
+
+def _relays_natively(cls: type[OpenAIProvider]) -> bool:
+    """The native chat relay reproduces OpenAIProvider's own stream handling: a subclass (a
+    plugin) that reads its streams otherwise keeps the Python path."""
+    native = _NATIVE.get(cls)
+    if native is None:
+        native = _NATIVE[cls] = (
+            cls.parse_chunk is OpenAIProvider.parse_chunk
+            and cls.translator is StreamTranslator
+            and cls.decode_stream is HttpProvider.decode_stream
+        )
+    return native

@@ -24,7 +24,7 @@ import ssl
 import sys
 import time
 import urllib.request
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import suppress
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Protocol
@@ -149,21 +149,39 @@ class UpstreamStream:
         finally:
             self.release()
 
-    async def iter_chunks(self) -> AsyncIterator[bytes]:
+    async def iter_chunks(self) -> AsyncGenerator[bytes, None]:
         if self._deadline is not None:
             async for chunk in self._iter_until_deadline(*self._deadline):
                 yield chunk
             return
         chunks = self._chunks
-        while True:
-            with _Deadline(self._label, self._timeout, "stopped sending for"):
+        watch = _IdleWatch(self._timeout)
+        try:
+            while True:
+                watch.task = task = asyncio.current_task()
+                if task is not None:
+                    watch.cancelling = task.cancelling()
+                watch.since = watch.loop.time()
                 try:
                     chunk = await anext(chunks)
                 except StopAsyncIteration:
                     return
-            yield chunk
+                except asyncio.CancelledError:
+                    if watch.expired and task is not None and task.uncancel() <= watch.cancelling:
+                        raise UpstreamTimeout(
+                            f"{self._label} stopped sending for {self._timeout:g}s."
+                        ) from None
+                    raise
+                except BaseException as error:
+                    _raise_translated(error, self._label, self._timeout, "stopped sending for")
+                    raise
+                finally:
+                    watch.since = None
+                yield chunk
+        finally:
+            watch.close()
 
-    async def _iter_until_deadline(self, deadline: float, total: float) -> AsyncIterator[bytes]:
+    async def _iter_until_deadline(self, deadline: float, total: float) -> AsyncGenerator[bytes, None]:
         """`iter_chunks` for an endpoint with `timeouts.total_seconds`: the stream must also end
         by its deadline."""
         chunks = self._chunks
@@ -622,6 +640,34 @@ class _Deadline:
             raise UpstreamTimeout(f"{self.label} {self.waited} {self.seconds:g}s.") from None
         if error is not None and not isinstance(error, asyncio.CancelledError):
             _raise_translated(error, self.label, self.seconds, self.waited)
+
+
+class _IdleWatch:
+    """A stream's idle deadline as one timer for the whole stream, not one per read: reads
+    mark when they start waiting (`since`), and the timer, when it fires, cancels the reader
+    that has waited `seconds` or sets itself for when the current wait would reach them."""
+
+    __slots__ = ("cancelling", "expired", "handle", "loop", "seconds", "since", "task")
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.loop = asyncio.get_running_loop()
+        self.task: asyncio.Task[Any] | None = None  # the reader, and its cancellations
+        self.cancelling = 0  # before the read began: only the watch's own becomes the timeout
+        self.since: float | None = None
+        self.expired = False
+        self.handle = self.loop.call_at(self.loop.time() + seconds, self._check)
+
+    def _check(self) -> None:
+        since, now = self.since, self.loop.time()
+        if since is not None and now - since >= self.seconds and self.task is not None:
+            self.expired = True
+            self.task.cancel()
+            return
+        self.handle = self.loop.call_at((since if since is not None else now) + self.seconds, self._check)
+
+    def close(self) -> None:
+        self.handle.cancel()
 
 
 def _raise_translated(error: BaseException, label: str, timeout: float, waited: str) -> None:
