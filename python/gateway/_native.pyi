@@ -342,9 +342,8 @@ class ChatStreamRelay:
     """One OpenAI-shaped chat stream relayed to the client (rust/src/chatstream/): SSE events
     in, the client's SSE bytes out, one call per upstream read."""
 
-    def __init__(
-        self, provider: str, *, include_usage: bool, stream_id: str | None = None, max_line_bytes: int
-    ) -> None: ...
+    def __init__(self, provider: str, *, include_usage: bool, stream_ids: bool, max_line_bytes: int) -> None:
+        """`stream_ids`: chunks that come without an id get the stream's own (OpenAI routes)."""
     def feed(self, data: bytes) -> tuple[bytes, bytes | None, bool]:
         """`(client bytes, the data of an event left to Python or None, [DONE] seen)`; raises
         SseError when a line or event outgrows `max_line_bytes`."""

@@ -35,9 +35,3 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     counters::py::register(m)?;
     Ok(())
 }
-
-// The chat stream relay builds a small JSON tree per event: with the system allocator its
-// ~30 allocations cost more than the parsing (2.1 vs 1.4 us per event measured; see
-// benches/results/2026-12-02-streams.md). Only the extension's own Rust allocations use it.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -333,6 +333,46 @@ def test_stream_connection_is_kept_alive_after_done() -> None:
     run(main())
 
 
+def test_a_stream_read_to_its_end_goes_back_to_the_pool_at_once() -> None:
+    """No drain task when the final empty chunk came with `data: [DONE]`; one when it is late."""
+
+    async def main() -> None:
+        sockets: list[int] = []
+
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            sockets.append(1)
+            head = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+            await read_request(reader)
+            writer.write(head + chunked(b"data: [DONE]\n\n"))  # the data and the end, one write
+            await writer.drain()
+            await read_request(reader)
+            writer.write(head + chunked(b"data: [DONE]\n\n")[:-5])  # the end comes later
+            await writer.drain()
+            await asyncio.sleep(0.05)
+            writer.write(b"0\r\n\r\n")
+            await writer.drain()
+            await read_request(reader)
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            await writer.drain()
+            writer.close()
+
+        server, url = await serve(handler)
+        client = UpstreamClient(2)
+        stream = await client.stream(url, {}, b"", "e")
+        assert b"[DONE]" in await anext(stream.iter_chunks())
+        assert await stream.release_if_complete()
+        stream = await client.stream(url, {}, b"", "e")
+        assert b"[DONE]" in await anext(stream.iter_chunks())
+        assert not await stream.release_if_complete()
+        await stream.drain()
+        assert (await client.post(url, {}, b"", "e")).body == b"ok"
+        assert len(sockets) == 1  # the one connection served all three
+        await client.close()
+        server.close()
+
+    run(main())
+
+
 def test_ipv6_host_header_has_brackets() -> None:
     async def main() -> None:
         seen: list[bytes] = []

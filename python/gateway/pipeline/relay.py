@@ -28,6 +28,7 @@ from gateway.proxy.openai_contract import openai_response, openai_stream_contrac
 from gateway.proxy.streaming import DONE_EVENT, encode_chunks, error_event
 from gateway.schemas.responses import Response
 from gateway.server.http import SSE_HEADERS, send_json
+from gateway.timers import TimerGroup, timer_group
 from gateway.types import Receive
 
 logger = logging.getLogger("gateway")
@@ -52,7 +53,7 @@ WATCH_AFTER_SECONDS = 0.05
 class ClientWatch:
     """Cancels the task serving a request when its client disconnects."""
 
-    __slots__ = ("gone", "receive", "task", "timer", "watcher")
+    __slots__ = ("gone", "receive", "task", "timers", "watcher")
 
     def __init__(self, receive: Receive, after: float = 0.0) -> None:
         task = asyncio.current_task()
@@ -61,14 +62,16 @@ class ClientWatch:
         self.gone = False
         self.receive = receive
         self.watcher: asyncio.Task[None] | None = None
-        self.timer: asyncio.TimerHandle | None = None
+        self.timers: TimerGroup | None = None
         if after:
-            self.timer = task.get_loop().call_later(after, self._begin)
+            # one loop timer for every request's delayed start (gateway/timers.py)
+            self.timers = timer_group(task.get_loop(), after)
+            self.timers.set(self, self._begin)
         else:
             self._begin()
 
     def _begin(self) -> None:
-        self.timer = None
+        self.timers = None
         self.watcher = self.task.get_loop().create_task(self._watch())
 
     async def _watch(self) -> None:
@@ -79,8 +82,8 @@ class ClientWatch:
         self.task.cancel()
 
     def stop(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
+        if self.timers is not None:
+            self.timers.cancel(self)
         if self.watcher is not None:
             self.watcher.cancel()
 

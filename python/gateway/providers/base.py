@@ -247,8 +247,9 @@ class HttpProvider(Provider):
     async def _relay(self, translator: StreamTranslator, stream: Any) -> AsyncIterator[list[Chunk]]:
         clean = False
         produced = False
+        reads = stream.iter_chunks()
         try:
-            async for events in self.decode_stream(stream.iter_chunks()):
+            async for events in self.decode_stream(reads):
                 batch: list[Chunk] = []
                 try:
                     for name, data in events:
@@ -271,7 +272,8 @@ class HttpProvider(Provider):
         except STREAM_FAULTS as exc:
             raise stream_failure(self.label(), exc) from None
         finally:
-            end_stream(stream, clean)
+            await reads.aclose()  # its idle timer; the decoder may have stopped at [DONE]
+            await end_stream(stream, clean)
 
     def answer(self, response: UpstreamResponse | UpstreamStream, body: bytes) -> Payload:
         """`decode`, with the upstream's back-off headers kept on its errors and a server-side
@@ -318,14 +320,14 @@ def stream_failure(label: str, exc: Exception) -> UpstreamUnavailable:
     return UpstreamUnavailable(f"Malformed stream event from {label}: {type(exc).__name__}: {exc}")
 
 
-def end_stream(stream: UpstreamStream, clean: bool) -> None:
-    """A stream that ended by its own marker finishes reading the HTTP framing in the
-    background (the client's [DONE] must not wait for it) so the upstream connection can be
-    kept alive; any other end lets the connection go."""
-    if clean:
-        _background(stream.drain())
-    else:
+async def end_stream(stream: UpstreamStream, clean: bool) -> None:
+    """A stream that ended by its own marker keeps its upstream connection alive: at once when
+    the HTTP framing was read with the last event (usually), else by reading the rest in the
+    background (the client's [DONE] must not wait for it). Any other end lets it go."""
+    if not clean:
         stream.release()
+    elif not await stream.release_if_complete():
+        _background(stream.drain())
 
 
 def _background(work: Coroutine[Any, Any, None]) -> None:

@@ -5,6 +5,11 @@ usage placement, stream ids) and writes the client's SSE bytes. The Python path 
 in several steps per event (JSON decode, chunk objects, the contract, encoding): 333 against
 145 us of CPU per 21-event stream (benches/stream_relay.py, benches/results/2026-12-02-streams.md).
 
+The client gets what the Python path would send (tests/providers/test_native_chat_stream.py
+holds the two to the same events, usage, text length and errors for any bytes split anywhere),
+except in two kinds of event no LLM upstream sends: one nested deeper than 128 levels is skipped
+as malformed (the Python path skips past 1,024), and an integer written `-0` comes out as `-0.0`.
+
 Only the chat routes' relay takes a stream over this way, and only before anything read it:
 iterated, the stream is the provider's usual batches of chunks, for the APIs that translate them
 (Anthropic Messages, Gemini, Responses), token limits and routed endpoints.
@@ -12,7 +17,6 @@ iterated, the stream is the provider's usual batches of chunks, for the APIs tha
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, NoReturn
 
@@ -69,7 +73,7 @@ class OpenAIChatStream:
         relay = ChatStreamRelay(
             provider.name,
             include_usage=include_usage,
-            stream_id=f"chatcmpl-{uuid.uuid4().hex}" if openai_route else None,
+            stream_ids=openai_route,
             max_line_bytes=max(1, limits.max_stream_event_bytes),
         )
         upstream = self._upstream
@@ -97,7 +101,7 @@ class OpenAIChatStream:
                 raise stream_failure(label, exc) from None
             finally:
                 await reads.aclose()  # its idle timer
-                end_stream(upstream, clean)
+                await end_stream(upstream, clean)
         except Exception:
             held = relay.flush_held()  # what was delivered before a failure still reaches the client
             if held:

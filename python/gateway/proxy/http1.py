@@ -221,6 +221,14 @@ class Http1Connection(asyncio.BufferedProtocol):
             self._data_ready = asyncio.get_running_loop().create_future()
             await self._data_ready
 
+    def complete(self) -> bool:
+        """The response's body arrived to its end and the reader took all of it."""
+        return (
+            self._finished
+            and not self._chunks
+            and not (self._inflater is not None and self._inflater.pending)
+        )
+
     def buffered(self) -> int:
         """Bytes this connection holds for the current response (head, framing, body)."""
         pending = self._inflater.pending if self._inflater is not None else 0

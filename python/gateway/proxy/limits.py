@@ -39,6 +39,10 @@ def size_text(size: int) -> str:
     return f"{size} bytes"
 
 
+# the settings object the last BodyLimits was made from, and it
+_FROM_SETTINGS: list[tuple[object, BodyLimits | None]] = [(None, None)]
+
+
 @dataclass(frozen=True)
 class BodyLimits:
     max_response_bytes: int = 64 * MIB  # GATEWAY_MAX_RESPONSE_BYTES: a whole (non-streamed) answer
@@ -50,11 +54,16 @@ class BodyLimits:
         from gateway.settings import settings
 
         current = settings()
-        return cls(
-            max_response_bytes=current.max_response_bytes,
-            max_stream_event_bytes=current.max_stream_event_bytes,
-            max_decompression_ratio=current.max_decompression_ratio,
-        )
+        made_for, limits = _FROM_SETTINGS[0]
+        if made_for is not current:  # once per settings object (every stream asks)
+            limits = cls(
+                max_response_bytes=current.max_response_bytes,
+                max_stream_event_bytes=current.max_stream_event_bytes,
+                max_decompression_ratio=current.max_decompression_ratio,
+            )
+            _FROM_SETTINGS[0] = (current, limits)
+        assert limits is not None
+        return limits
 
     def response_too_large(self) -> ResponseTooLarge:
         return ResponseTooLarge(

@@ -37,7 +37,11 @@ async def sse_events(chunks: AsyncIterator[bytes]) -> AsyncIterator[list[tuple[s
             yield batch
         if done:
             return
-    batch, _ = _decode([("message", data) for data in parser.finish()])
+    try:  # the body ended: a last event without its blank line still counts
+        last = parser.finish()
+    except SseError:
+        raise limits.event_too_large() from None
+    batch, _ = _decode([("message", data) for data in last])
     if batch:
         yield batch
 

@@ -33,6 +33,7 @@ from urllib.parse import urlsplit
 from gateway.errors import GatewayError, UpstreamTimeout, UpstreamUnavailable
 from gateway.proxy.http1 import STREAM_PIECE, Http1Connection, Http1Pool, ResponseHead
 from gateway.proxy.limits import BodyLimits, ProtocolError, ResponseTooLarge
+from gateway.timers import CLOCK_SLACK_SECONDS, timer_group
 
 if TYPE_CHECKING:  # aiohttp loads on first use (see `import_in_thread`)
     from gateway.proxy.aiohttp_transport import AiohttpTransport
@@ -120,6 +121,7 @@ class UpstreamStream:
         timeout: float,
         limits: BodyLimits | None = None,
         deadline: tuple[float, float] | None = None,
+        complete: Callable[[], bool] | None = None,
     ) -> None:
         self.status = status
         self.reason = reason
@@ -132,6 +134,7 @@ class UpstreamStream:
         self._limits = limits or BodyLimits()
         self._released = False
         self._deadline = deadline  # (loop time, total seconds) a stream must end by
+        self._complete = complete  # whether the body was read to its end (our HTTP/1.1 client)
 
     async def read_all(self) -> bytes:
         """The whole body (an error answer to a stream request), under the response cap."""
@@ -223,6 +226,18 @@ class UpstreamStream:
         except transport_errors():
             pass
         self.release()
+
+    async def release_if_complete(self) -> bool:
+        """Once the event stream has ended by its own marker: when the HTTP framing has been
+        read too (usually the same read), the connection goes back to the pool now, with no
+        `drain` task. False when something is left to drain."""
+        if self._complete is None or not self._complete():
+            return False
+        # the body's reader ends at once (it has nothing left): closed now, not by a
+        # finalizer task when it is collected
+        await anext(self._chunks, None)
+        self.release()
+        return True
 
     def release(self) -> None:
         if not self._released:  # releasing twice would pool one connection twice
@@ -361,6 +376,7 @@ class UpstreamClient:
             label,
             self.timeout_seconds,
             self.limits,
+            complete=conn.complete,
         )
 
     async def _timed_stream(
@@ -402,6 +418,7 @@ class UpstreamClient:
             timed.between_chunks,
             self.limits,
             deadline,
+            conn.complete,
         )
 
     async def _exchange(
@@ -614,7 +631,7 @@ class _Deadline:
     costs one timer, not a timeout object and a generator (asyncio.timeout's own semantics:
     only its own cancellation becomes the timeout)."""
 
-    __slots__ = ("cancelling", "expired", "handle", "label", "seconds", "task", "waited")
+    __slots__ = ("cancelling", "expired", "group", "label", "seconds", "task", "waited")
 
     def __init__(self, label: str, seconds: float, waited: str) -> None:
         self.label = label
@@ -627,15 +644,16 @@ class _Deadline:
         self.task = task
         self.cancelling = task.cancelling()
         self.expired = False
-        loop = task.get_loop()
-        self.handle = loop.call_at(loop.time() + self.seconds, self._expire)
+        # one loop timer for all the deadlines of this length (gateway/timers.py)
+        self.group = timer_group(task.get_loop(), self.seconds)
+        self.group.set(self, self._expire)
 
     def _expire(self) -> None:
         self.expired = True
         self.task.cancel()
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, _: Any) -> None:
-        self.handle.cancel()
+        self.group.cancel(self)
         if self.expired and self.task.uncancel() <= self.cancelling and kind is asyncio.CancelledError:
             raise UpstreamTimeout(f"{self.label} {self.waited} {self.seconds:g}s.") from None
         if error is not None and not isinstance(error, asyncio.CancelledError):
@@ -659,7 +677,8 @@ class _IdleWatch:
         self.handle = self.loop.call_at(self.loop.time() + seconds, self._check)
 
     def _check(self) -> None:
-        since, now = self.since, self.loop.time()
+        # the clock counts milliseconds (uvloop): a timer may run a fraction of one early
+        since, now = self.since, self.loop.time() + CLOCK_SLACK_SECONDS
         if since is not None and now - since >= self.seconds and self.task is not None:
             self.expired = True
             self.task.cancel()

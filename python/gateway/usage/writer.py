@@ -91,31 +91,41 @@ COLUMNS = (
 )
 # the record's fields in COLUMNS order, read in one C call (cost is converted below)
 FIELDS = attrgetter(*("cost_usd" if column == "cost_nano_usd" else column for column in COLUMNS))
-CLIPPED = tuple((COLUMNS.index(column), limit) for column, limit in TEXT_LIMITS.items())
 STARTED_AT = COLUMNS.index("started_at")
 COST = COLUMNS.index("cost_nano_usd")
-FLAGS = tuple(COLUMNS.index(column) for column in ("stream", "estimated", "priced"))
+STREAM, ESTIMATED, PRICED = (COLUMNS.index(column) for column in ("stream", "estimated", "priced"))
 
 
-def row_of(record: UsageRecord, sqlite: bool = False) -> tuple[Any, ...]:
-    """The `usage_records` row for `record` (schema.py), in COLUMNS order, as the driver takes
-    it: SQLite stores the time as SQLAlchemy's naive UTC text (store/schema.py UTCDateTime)."""
-    from gateway.store.schema import NANO_USD  # SQLAlchemy is the writer thread's import
+def rows_of(records: list[UsageRecord], sqlite: bool = False) -> list[tuple[Any, ...]]:
+    """The `usage_records` rows for `records` (schema.py), in COLUMNS order, as the driver takes
+    them: SQLite stores the time as SQLAlchemy's naive UTC text (store/schema.py UTCDateTime) and
+    booleans as 0/1 (ints skip the driver's adapter lookup). Text is clipped to its column by
+    the INSERT itself (`insert_statement`). This runs once per record in the usage writer
+    process: each step here is a cost per request."""
+    from gateway.store.schema import NANO_USD  # SQLAlchemy is the writer's import
 
-    row = list(FIELDS(record))
-    started_at = record.started_at
-    if sqlite:
-        row[STARTED_AT] = _sqlite_time(started_at)
-        for index in FLAGS:  # SQLite stores booleans as 0/1; ints skip the driver's adapter lookup
-            row[index] = int(row[index])
-    else:
-        row[STARTED_AT] = datetime.fromtimestamp(started_at, UTC)
-    row[COST] = round(record.cost_usd * NANO_USD)
-    for index, limit in CLIPPED:
-        value = row[index]
-        if value is not None and len(value) > limit:
-            row[index] = value[:limit]
-    return tuple(row)
+    rows = []
+    for record in records:
+        row = list(FIELDS(record))
+        if sqlite:
+            row[STARTED_AT] = _sqlite_time(record.started_at)
+            row[STREAM] = int(record.stream)
+            row[ESTIMATED] = int(record.estimated)
+            row[PRICED] = int(record.priced)
+        else:
+            row[STARTED_AT] = datetime.fromtimestamp(record.started_at, UTC)
+        row[COST] = round(record.cost_usd * NANO_USD)
+        rows.append(tuple(row))  # SQLAlchemy passes on tuples only
+    return rows
+
+
+@lru_cache(maxsize=2)
+def insert_statement(sqlite: bool) -> str:
+    """The INSERT of one row; text longer than its VARCHAR (PostgreSQL refuses it) is clipped
+    by the database, in characters, as Python's slicing would."""
+    mark, clip = ("?", "substr(?, 1, {})") if sqlite else ("%s", "left(%s, {})")
+    marks = ", ".join(clip.format(TEXT_LIMITS[c]) if c in TEXT_LIMITS else mark for c in COLUMNS)
+    return f"INSERT INTO usage_records ({', '.join(COLUMNS)}) VALUES ({marks})"
 
 
 def _sqlite_time(timestamp: float) -> str:
@@ -145,9 +155,7 @@ def write_batch(url: str, records: list[UsageRecord]) -> None:
 
     with transaction(url, write=True) as connection:
         sqlite = connection.dialect.name == "sqlite"
-        marks = ", ".join(["?" if sqlite else "%s"] * len(COLUMNS))
-        statement = f"INSERT INTO usage_records ({', '.join(COLUMNS)}) VALUES ({marks})"
-        connection.exec_driver_sql(statement, [row_of(record, sqlite) for record in records])
+        connection.exec_driver_sql(insert_statement(sqlite), rows_of(records, sqlite))
 
 
 class UsageWriter:

@@ -1,4 +1,4 @@
-//! Python bindings: `ChatStreamRelay`, used by `gateway.proxy.chat_stream`.
+//! Python bindings: `ChatStreamRelay`, used by `gateway.providers.openai_stream`.
 
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
@@ -28,11 +28,11 @@ fn step<'py>(py: Python<'py>, out: &[u8], outcome: &Outcome) -> Step<'py> {
 #[pymethods]
 impl PyChatStream {
     #[new]
-    #[pyo3(signature = (provider, *, include_usage, stream_id = None, max_line_bytes))]
+    #[pyo3(signature = (provider, *, include_usage, stream_ids, max_line_bytes))]
     fn new(
         provider: &str,
         include_usage: bool,
-        stream_id: Option<String>,
+        stream_ids: bool,
         max_line_bytes: usize,
     ) -> PyResult<Self> {
         if max_line_bytes == 0 {
@@ -41,7 +41,7 @@ impl PyChatStream {
             ));
         }
         Ok(Self {
-            inner: ChatStream::new(provider, include_usage, stream_id, max_line_bytes),
+            inner: ChatStream::new(provider, include_usage, stream_ids, max_line_bytes),
         })
     }
 

@@ -56,11 +56,39 @@ impl Template {
 pub struct ChatStream {
     parser: SseParser,
     state: State,
+    gathered: Gathered,
+}
+
+/// The data of one read's events, in one buffer reused from read to read.
+#[derive(Default)]
+struct Gathered {
+    bytes: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl Gathered {
+    fn clear(&mut self) {
+        self.bytes.clear();
+        self.ends.clear();
+    }
+
+    fn push(&mut self, data: &[u8]) {
+        self.bytes.extend_from_slice(data);
+        self.ends.push(self.bytes.len());
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &[u8]> {
+        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+        starts
+            .zip(self.ends.iter().copied())
+            .map(|(start, end)| &self.bytes[start..end])
+    }
 }
 
 struct State {
     provider: Vec<u8>,
     include_usage: bool,
+    stream_ids: bool,
     stream_id: Option<Value>,
     held: Option<Chunk>,
     usage: Option<Value>,
@@ -72,22 +100,25 @@ struct State {
 }
 
 impl ChatStream {
-    /// `provider`: the name every chunk carries; `stream_id`: the id given to chunks
-    /// without one (the OpenAI routes), `None` to leave them as sent.
+    /// `provider`: the name every chunk carries; `stream_ids`: give chunks without an id
+    /// the stream's own (`chatcmpl-` and 32 random hex digits, made when first needed), as
+    /// the OpenAI routes do; otherwise they are left as sent.
     pub fn new(
         provider: &str,
         include_usage: bool,
-        stream_id: Option<String>,
+        stream_ids: bool,
         max_line_bytes: usize,
     ) -> Self {
         let mut provider_json = Vec::with_capacity(provider.len() + 2);
         write_value(&mut provider_json, &Value::String(provider.to_owned()));
         Self {
             parser: SseParser::with_max_line_bytes(max_line_bytes),
+            gathered: Gathered::default(),
             state: State {
                 provider: provider_json,
                 include_usage,
-                stream_id: stream_id.map(Value::String),
+                stream_ids,
+                stream_id: None,
                 held: None,
                 usage: None,
                 usage_only: None,
@@ -100,20 +131,30 @@ impl ChatStream {
     }
 
     /// One upstream read: appends the client's events to `out`. Events after `[DONE]`
-    /// or after a failing event are ignored.
+    /// or after a failing event are ignored. A read that holds an oversized line changes
+    /// nothing (the Python path drops the whole read too): its events are gathered first.
     pub fn feed(&mut self, data: &[u8], out: &mut Vec<u8>) -> Result<&Outcome, SseError> {
-        let state = &mut self.state;
+        let gathered = &mut self.gathered;
+        gathered.clear();
         self.parser
-            .feed_with(data, |event| state.event(event.data, out))?;
+            .feed_with(data, |event| gathered.push(event.data))?;
+        self.apply(out);
         Ok(&self.state.outcome)
     }
 
     /// The upstream's body ended: a last event without its blank line still counts.
     pub fn finish(&mut self, out: &mut Vec<u8>) -> Result<&Outcome, SseError> {
-        let state = &mut self.state;
-        self.parser
-            .finish_with(|event| state.event(event.data, out))?;
+        let gathered = &mut self.gathered;
+        gathered.clear();
+        self.parser.finish_with(|event| gathered.push(event.data))?;
+        self.apply(out);
         Ok(&self.state.outcome)
+    }
+
+    fn apply(&mut self, out: &mut Vec<u8>) {
+        for data in self.gathered.iter() {
+            self.state.event(data, out);
+        }
     }
 
     /// After the last event: the held chunk (with the usage, unless the client asked
@@ -192,10 +233,8 @@ impl State {
     /// `_Shaper.feed` for one chunk.
     fn shape(&mut self, mut chunk: Chunk, out: &mut Vec<u8>) {
         self.produced = true;
-        if chunk.id.is_null() {
-            if let Some(id) = &self.stream_id {
-                chunk.id = id.clone();
-            }
+        if chunk.id.is_null() && self.stream_ids {
+            chunk.id = self.stream_id.get_or_insert_with(new_stream_id).clone();
         }
         if !chunk.usage.is_null() {
             self.usage = Some(chunk.usage.take());
@@ -218,4 +257,30 @@ impl State {
             self.last = Some(Template::taken(&mut chunk)); // written: its fields can move
         }
     }
+}
+
+/// `chatcmpl-` and 32 random hex digits, as `uuid.uuid4().hex` gives the Python path.
+fn new_stream_id() -> Value {
+    let mut bytes = [0u8; 16];
+    let mut filled = 0;
+    while filled < bytes.len() {
+        let rest = &mut bytes[filled..];
+        // SAFETY: the pointer and length describe `rest`, which the call fills
+        let got = unsafe { libc::getrandom(rest.as_mut_ptr().cast(), rest.len(), 0) };
+        if got <= 0 {
+            // no getrandom (very old kernels): the clock still makes ids unlikely to repeat
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |elapsed| elapsed.as_nanos());
+            bytes = nanos.to_le_bytes();
+            break;
+        }
+        filled += got as usize;
+    }
+    let mut id = String::with_capacity(9 + 32);
+    id.push_str("chatcmpl-");
+    for byte in bytes {
+        id.push_str(&format!("{byte:02x}"));
+    }
+    Value::String(id)
 }
