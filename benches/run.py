@@ -562,8 +562,9 @@ class Bench:
             argv = [fill.get(part, part) for part in spec["argv"]]
             env = {key: fill.get(value, value) for key, value in spec.get("env", {}).items()}
             if spec.get("config") == "gateway":
-                # versions before `database_url` in the config read only the environment
-                env["GATEWAY_DATABASE_URL"] = f"sqlite:///{database}"
+                if features & {"key", "usage"}:
+                    # versions before `database_url` in the config read only the environment
+                    env["GATEWAY_DATABASE_URL"] = f"sqlite:///{database}"
                 self.token = consumer_key(config, env) if "key" in features else TOKEN
             log(f"round {round_index + 1}: start {name}")
             started = time.monotonic()

@@ -346,14 +346,24 @@ class UpstreamClient:
     async def _stream(
         self, url: str, headers: dict[str, str], body: bytes, label: str, timed: Deadlines | None = None
     ) -> UpstreamStream:
-        if timed is not None:
-            return await self._timed_stream(url, headers, body, label, timed)
-        with _Deadline(label, self.timeout_seconds, "did not answer within"):
+        """Open a stream. Under an endpoint's own timeouts (`timed`) the headers must arrive
+        within both the first-byte and the total timeout, the stream end within the total."""
+        if timed is None:
+            head_within = between = self.timeout_seconds
+            deadline = None
+        else:
+            until = timed.stream_total
+            deadline = (asyncio.get_running_loop().time() + until, until) if until is not None else None
+            head_within = timed.total if until is None else min(timed.total, until)
+            between = timed.between_chunks
+        with _Deadline(label, head_within, "did not answer within"):
             origin, head = self._target(url)
             proxy = self.proxy_for_origin(origin)
             if proxy is not None:
                 proxied = await self._proxied()
                 response = await proxied.open(url, headers, body, proxy, stream=True)
+                if timed is not None:
+                    _saw_head(response.status)
                 return UpstreamStream(
                     response.status,
                     response.reason or "",
@@ -361,10 +371,13 @@ class UpstreamClient:
                     proxied.chunks(response, self.limits),
                     lambda: self._released(response.release),
                     label,
-                    self.timeout_seconds,
+                    between,
                     self.limits,
+                    deadline,
                 )
-            conn, status = await self._exchange(origin, head, headers, body)
+            conn, status = await self._exchange(origin, head, headers, body, 0, timed, label)
+        if timed is not None:
+            _saw_head(status.status)
         return UpstreamStream(
             status.status,
             status.reason,
@@ -374,48 +387,7 @@ class UpstreamClient:
             conn.iter_body(STREAM_PIECE),
             lambda: self._released(lambda: self._pool.release(conn)),
             label,
-            self.timeout_seconds,
-            self.limits,
-            complete=conn.complete,
-        )
-
-    async def _timed_stream(
-        self, url: str, headers: dict[str, str], body: bytes, label: str, timed: Deadlines
-    ) -> UpstreamStream:
-        """`_stream` under an endpoint's own timeouts; the headers must arrive within both the
-        first-byte and the total timeout, the stream end within the total."""
-        loop = asyncio.get_running_loop()
-        until = timed.stream_total
-        deadline = (loop.time() + until, until) if until is not None else None
-        head_within = timed.total if until is None else min(timed.total, until)
-        with _Deadline(label, head_within, "did not answer within"):
-            origin, head = self._target(url)
-            proxy = self.proxy_for_origin(origin)
-            if proxy is not None:
-                proxied = await self._proxied()
-                response = await proxied.open(url, headers, body, proxy, stream=True)
-                _saw_head(response.status)
-                return UpstreamStream(
-                    response.status,
-                    response.reason or "",
-                    _lower(response.headers),
-                    proxied.chunks(response, self.limits),
-                    lambda: self._released(response.release),
-                    label,
-                    timed.between_chunks,
-                    self.limits,
-                    deadline,
-                )
-            conn, status = await self._exchange(origin, head, headers, body, 0, timed, label)
-        _saw_head(status.status)
-        return UpstreamStream(
-            status.status,
-            status.reason,
-            status.headers,
-            conn.iter_body(STREAM_PIECE),
-            lambda: self._released(lambda: self._pool.release(conn)),
-            label,
-            timed.between_chunks,
+            between,
             self.limits,
             deadline,
             conn.complete,
